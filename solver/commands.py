@@ -129,9 +129,9 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _methods(args: argparse.Namespace) -> int:
-    from solver.methods import DESCRIPTIONS, REGISTRY
+    from solver.methods import DESCRIPTIONS, method_names
 
-    for name in REGISTRY:
+    for name in method_names():
         print(f"{name:<14} {DESCRIPTIONS.get(name, '')}")
     return EXIT_OK
 

@@ -39,11 +39,31 @@ Method = Callable[[CompiledInstance, Deadline, Decision | None, int], MethodOutp
 
 #: name -> "module:function"; resolved lazily by :func:`get_method`.
 REGISTRY: dict[str, str] = {
+    "auto": "solver.portfolio:auto_method",
     "greedy": "solver.heuristics.methods:greedy_method",
+    "energy-greedy": "solver.heuristics.methods:energy_greedy_method",
+    "fgd": "solver.heuristics.methods:fgd_method",
+    "edf": "solver.heuristics.methods:edf_method",
+    "sjf": "solver.heuristics.methods:sjf_method",
+    "cpsat": "formulations.cpsat:solve_cpsat",
+    "milp-cbc": "formulations.milp:solve_cbc",
+    "milp-highs": "formulations.milp:solve_highs",
+    "lns": "solver.lns:lns_method",
+    "pop": "solver.decompose:pop_method",
 }
 
 DESCRIPTIONS: dict[str, str] = {
+    "auto": "portfolio: fast heuristic first, then exact/LNS/decomposition by size; best checked decision",
     "greedy": "topology-aware best fit (tightest NVLink domain, node, rack, pod), exact marginal cost",
+    "energy-greedy": "fewest joules per unit of work meeting the SLO, power cap included",
+    "fgd": "fragmentation gradient descent for fractional tasks (Alibaba FGD, ATC'23)",
+    "edf": "earliest deadline first, best-fit placement",
+    "sjf": "shortest job first, best-fit placement",
+    "cpsat": "exact CP-SAT model (OR-Tools)",
+    "milp-cbc": "exact MILP (PuLP + CBC)",
+    "milp-highs": "exact MILP (HiGHS)",
+    "lns": "CP-SAT large-neighbourhood search warm-started from greedy",
+    "pop": "POP-style decomposition by pod/rack, exact backend per part",
 }
 
 
@@ -53,14 +73,24 @@ def register(name: str, target: str, description: str) -> None:
     DESCRIPTIONS[name] = description
 
 
+def available(name: str) -> bool:
+    """True if the module and function behind ``name`` can be imported."""
+    module, func = REGISTRY[name].split(":")
+    try:
+        return hasattr(importlib.import_module(module), func)
+    except ModuleNotFoundError:
+        return False
+
+
 def method_names() -> list[str]:
-    return list(REGISTRY)
+    """Names of the methods available in this build."""
+    return [name for name in REGISTRY if available(name)]
 
 
 def get_method(name: str) -> Method:
     """The callable behind ``name``; ``ValueError`` listing known names otherwise."""
-    if name not in REGISTRY:
-        raise ValueError(f"unknown method '{name}'; known methods: {', '.join(REGISTRY)}")
+    if name not in REGISTRY or not available(name):
+        raise ValueError(f"unknown method '{name}'; available methods: {', '.join(method_names())}")
     module, func = REGISTRY[name].split(":")
     fn: Method = getattr(importlib.import_module(module), func)
     return fn
