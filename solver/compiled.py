@@ -216,9 +216,9 @@ def job_options(inst: Instance, j: int, job: Job, stats: dict[str, tuple[int, in
     return out
 
 
-def options_exist(inst: Instance, job: Job) -> str:
+def options_exist(inst: Instance, job: Job, stats: dict[str, tuple[int, int]] | None = None) -> str:
     """Empty string if ``job`` has at least one option, else the reason it has none."""
-    stats = _type_stats(inst)
+    stats = stats if stats is not None else _type_stats(inst)
     if job_options(inst, 0, job, stats):
         return ""
     if isinstance(job, TrainingJob):

@@ -835,8 +835,9 @@ def _restrict_types(job: TrainingJob, used: set[str]) -> TrainingJob:
 
 def _cross_check(inst: Instance, col: Collector) -> None:
     """Checks that need the whole instance: GPU ids, running sets, jobs that never fit."""
-    from solver.compiled import options_exist
+    from solver.compiled import _type_stats, options_exist
 
+    stats = _type_stats(inst)
     gpu_node: dict[str, str] = {}
     for n in inst.nodes:
         for g in n.gpu_ids():
@@ -869,7 +870,7 @@ def _cross_check(inst: Instance, col: Collector) -> None:
                         owner[g] = j.id
                 if len(types) > 1:
                     col.add(f"{path}.running.gpus", "spans several GPU types", sorted(types))
-            reason = options_exist(inst, j)
+            reason = options_exist(inst, j, stats)
             if reason:
                 col.add(path, f"can never be placed: {reason}", j.id)
 
