@@ -108,8 +108,8 @@ def _tighten(arg: str) -> Callable[[Instance], Instance]:
 
 def _objective_field(field: str) -> Callable[[str], Callable[[Instance], Instance]]:
     def make(arg: str) -> Callable[[Instance], Instance]:
-        value = float(arg)
-        return lambda inst: inst.replace(objective=replace(inst.objective, **{field: value}))
+        changes: dict[str, Any] = {field: float(arg)}
+        return lambda inst: inst.replace(objective=replace(inst.objective, **changes))
 
     return make
 
