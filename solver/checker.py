@@ -15,6 +15,7 @@ from solver.compiled import (
     fractional_terms,
     inference_terms,
     training_terms,
+    unplaced_lateness,
     unplaced_penalty,
     weighted,
 )
@@ -243,6 +244,9 @@ def check(inst: Instance, decision: Decision, topology: TopologyIndex | None = N
         unplaced += 1
         unplaced_cost += unplaced_penalty(inst, job)
         unplaced_gpus += job_unplaced_gpus(inst, job)
+        late, late_h = unplaced_lateness(inst, job)
+        slo_violations += int(late)
+        tardiness_h += late_h
 
     # powered-down nodes
     off = set()

@@ -37,7 +37,7 @@ from solver.model import (
     Job,
     TrainingJob,
 )
-from solver.perf import replica_utilization, serving_power_w, size_inference
+from solver.perf import InferenceSizing, replica_utilization, serving_power_w, size_inference
 from solver.topology import TopologyIndex, build_graph
 
 __all__ = [
@@ -122,12 +122,45 @@ def training_terms(inst: Instance, job: TrainingJob, gpu: GpuType, n: int, cap_w
     return Terms(energy, tardiness_h, late, duration, extra_w)
 
 
-def inference_terms(inst: Instance, svc: InferenceService, gpu: GpuType, cap_w: float, replicas: int) -> Terms | None:
+def training_terms_by_tier(inst: Instance, job: TrainingJob, gpu: GpuType, n: int,
+                           cap_w: float) -> tuple[tuple[Terms, Terms], ...]:
+    """``training_terms`` at every tier, not migrated and migrated, sharing the common factors.
+
+    Performs exactly the floating-point operations of :func:`training_terms`, so the
+    values are identical; only the per-option work is done once instead of ten times.
+    """
+    theta = job.throughput(gpu.name)
+    assert theta is not None
+    base = job.remaining_work / (n * theta / gpu.train_slowdown(cap_w))
+    extra_w = n * (gpu.train_power_w(cap_w) - gpu.idle_w)
+    horizon = inst.objective.horizon_s
+    mig_s = job.running.migration_cost_s if job.running is not None else None
+
+    def terms(duration: float) -> Terms:
+        energy = _kwh(inst, extra_w, min(duration, horizon))
+        tardiness_h, late = 0.0, False
+        if job.deadline_s is not None:
+            finish = inst.now_s + duration
+            late = finish > job.deadline_s + 1e-6
+            tardiness_h = max(0.0, finish - job.deadline_s) / 3600.0
+        return Terms(energy, tardiness_h, late, duration, extra_w)
+
+    out = []
+    for tier in range(N_TIERS):
+        duration = base * job.tier_slowdown[tier]
+        stay = terms(duration)
+        out.append((stay, stay if mig_s is None else terms(duration + mig_s)))
+    return tuple(out)
+
+
+def inference_terms(inst: Instance, svc: InferenceService, gpu: GpuType, cap_w: float, replicas: int,
+                    sizing: InferenceSizing | None = None) -> Terms | None:
     """Energy of ``svc`` served by ``replicas`` replicas on ``gpu`` under ``cap_w``.
 
     None when the type cannot meet the SLOs or ``replicas`` is below what the load needs.
+    ``sizing`` is ``size_inference(svc, ..., gpu, cap_w)`` when the caller has it already.
     """
-    sz = size_inference(svc, inst.llm_model(svc.model), gpu, cap_w)
+    sz = sizing if sizing is not None else size_inference(svc, inst.llm_model(svc.model), gpu, cap_w)
     if sz is None or replicas < sz.replicas:
         return None
     util = replica_utilization(svc.request_rate_rps, replicas, sz.max_rps_per_replica)
@@ -159,9 +192,41 @@ def unplaced_gpus(inst: Instance, job: Job) -> float:
     return best if best < math.inf else 1.0
 
 
+def unplaced_lateness(inst: Instance, job: Job) -> tuple[bool, float]:
+    r"""Lateness an unplaced training job cannot avoid: (late, tardiness in hours).
+
+    Deferring a job never makes it finish earlier than starting it now on its fastest
+    option (tier 0, no migration), so an unplaced job with a deadline is charged at
+    least that lateness: :math:`\min_o` over its options of the tier-0 terms. Without
+    this, leaving a late job unplaced could look cheaper than running it late.
+    """
+    if not isinstance(job, TrainingJob) or job.deadline_s is None:
+        return False, 0.0
+    stats = _type_stats(inst)
+    best: tuple[bool, float] | None = None
+    for gpu in inst.gpu_types:
+        if gpu.name not in stats or job.throughput(gpu.name) is None or job.memory_gib > gpu.memory_gib:
+            continue
+        for n in job.gpu_counts():
+            if n > stats[gpu.name][0]:
+                continue
+            t = training_terms(inst, job, gpu, n, gpu.max_power_cap_w, 0, False)
+            if best is None or t.tardiness_h < best[1]:
+                best = (t.late, t.tardiness_h)
+    return best if best is not None else (False, 0.0)
+
+
 def unplaced_penalty(inst: Instance, job: Job) -> float:
-    """:math:`w_U \\pi_j g_j` of leaving ``job`` unplaced (or preempting it)."""
-    return inst.objective.unplaced_per_gpu * job.priority * unplaced_gpus(inst, job)
+    r"""Cost of leaving ``job`` unplaced (or preempting it).
+
+    .. math:: w_U \pi_j g_j + w_V [\text{late}^{min}_j] + w_T T^{min}_j
+
+    with the unavoidable lateness of :func:`unplaced_lateness`.
+    """
+    late, tardiness_h = unplaced_lateness(inst, job)
+    w = inst.objective
+    return (w.unplaced_per_gpu * job.priority * unplaced_gpus(inst, job)
+            + w.slo_violation * float(late) + w.tardiness_per_h * tardiness_h)
 
 
 def _type_stats(inst: Instance) -> dict[str, tuple[int, int]]:
@@ -190,8 +255,7 @@ def job_options(inst: Instance, j: int, job: Job, stats: dict[str, tuple[int, in
                 if n > total:
                     continue
                 for cap in caps:
-                    terms = tuple((training_terms(inst, job, gpu, n, cap, t, False),
-                                   training_terms(inst, job, gpu, n, cap, t, True)) for t in range(N_TIERS))
+                    terms = training_terms_by_tier(inst, job, gpu, n, cap)
                     out.append(Option(j, gpu.name, type_index[gpu.name], n, job.tp, cap, 1000, job.memory_gib, terms))
         elif isinstance(job, InferenceService):
             if job.gpu_types and gpu.name not in job.gpu_types:
@@ -201,7 +265,7 @@ def job_options(inst: Instance, j: int, job: Job, stats: dict[str, tuple[int, in
                 sz = size_inference(job, model, gpu, cap)
                 if sz is None or sz.tp > dom or sz.num_gpus > total:
                     continue
-                t = inference_terms(inst, job, gpu, cap, sz.replicas)
+                t = inference_terms(inst, job, gpu, cap, sz.replicas, sz)
                 assert t is not None
                 terms = tuple((t, t) for _ in range(N_TIERS))
                 mem = model.weight_bytes / sz.tp / 2**30
