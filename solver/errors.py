@@ -18,9 +18,9 @@ _MISSING: Any = object()
 def _show(value: Any) -> str:
     if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
         return str(value)
-    text = repr(value) if isinstance(value, str) else str(value)
-    if isinstance(value, dict | list):
-        text = type(value).__name__
+    text = repr(value) if isinstance(value, str | list | dict) else str(value)
+    if isinstance(value, dict | list) and len(text) > 80:
+        text = f"{type(value).__name__} of {len(value)} items"
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -69,9 +69,13 @@ class Collector:
     def __init__(self, source: str) -> None:
         self.source = source
         self.errors: list[FieldError] = []
+        self._shown: set[str] = set()
 
     def add(self, path: str, reason: str, value: Any = _MISSING) -> None:
-        self.errors.append(FieldError(path, reason, value))
+        error = FieldError(path, reason, value)
+        if str(error) not in self._shown:  # a node entry expanded ``count`` times reports once
+            self._shown.add(str(error))
+            self.errors.append(error)
 
     def raise_if_any(self) -> None:
         if self.errors:

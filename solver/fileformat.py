@@ -52,6 +52,7 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 INSTANCE_KIND = "gpuplan.instance"
+CLUSTER_KIND = "gpuplan.cluster"
 T = TypeVar("T")
 _Missing = object()
 
@@ -264,6 +265,10 @@ def _gpu_type(r: _Reader, raw: Any, path: str, defaults: Mapping[str, Any]) -> G
     sources: tuple[tuple[str, str], ...] = ()
     if isinstance(sources_raw, dict):
         sources = tuple(sorted((str(k), str(v)) for k, v in sources_raw.items()))
+        for k in sources_raw:
+            _text(r, sources_raw, k, _join(path, "sources"))
+    elif sources_raw is not None:
+        r.col.add(_join(path, "sources"), "must be a mapping field -> source", sources_raw)
     if None in (name, mem, tflops, bw, tdp, idle, cmin, cmax) or pm is None:
         return None
     return GpuType(
@@ -296,7 +301,9 @@ def _power_model(r: _Reader, raw: Any, path: str) -> PowerModel | None:
                 try:
                     b = int(k)
                 except (TypeError, ValueError):
-                    r.col.add(f"{tp}.{k}", "batch size must be an integer")
+                    b = 0
+                if b < 1:
+                    r.col.add(f"{tp}.{k}", "batch size must be an integer >= 1")
                     continue
                 f = r.check_number(v, f"{tp}.{k}", positive=True, maximum=1.5)
                 if f is not None and b >= 1:
@@ -333,6 +340,7 @@ def _llm_model(r: _Reader, raw: Any, path: str) -> LlmModel | None:
         return None
     r.unknown(o, path, {"name", "params_b", "n_layers", "hidden", "n_heads", "n_kv_heads", "d_head", "source"})
     name = r.string(o, "name", path)
+    _text(r, o, "source", path)
     vals = [r.number(o, k, path, positive=True, integer=k != "params_b")
             for k in ("params_b", "n_layers", "hidden", "n_heads", "n_kv_heads", "d_head")]
     if name is None or None in vals:
@@ -384,6 +392,12 @@ def load_llm_models(path: str | Path | None = None) -> tuple[LlmModel, ...]:
     return tuple(models)
 
 
+def _text(r: _Reader, o: Mapping[str, Any], key: str, path: str) -> None:
+    """Record an error if the optional free-text field ``key`` is present but not a string."""
+    if key in o and not isinstance(o[key], str):
+        r.col.add(_join(path, key), "must be a string", o[key])
+
+
 def _unique_name(r: _Reader, name: str, path: str, seen: dict[str, str]) -> None:
     if name in seen:
         r.col.add(_join(path, "name"), f"duplicate name, first used at {seen[name]}", name)
@@ -401,6 +415,9 @@ def _partition(r: _Reader, raw: Any, path: str, n: int, default: Groups) -> Grou
         return default
     if not isinstance(raw, list) or not all(isinstance(g, list) for g in raw):
         r.col.add(path, "must be a list of lists of local GPU indices", raw)
+        return default
+    if not any(raw):
+        r.col.add(path, f"must cover every local GPU index 0..{n - 1}", raw)
         return default
     groups: list[tuple[int, ...]] = []
     seen: set[int] = set()
@@ -429,7 +446,7 @@ def _node(r: _Reader, raw: Any, path: str, rack: str | None, pod: str | None,
     if o is None:
         return None
     r.unknown(o, path, {"id", "template", "gpu_type", "gpu_count", "nvlink_domains", "numa_domains",
-                        "host_power_w", "rack", "pod", "count"})
+                        "host_power_w", *(("rack", "pod") if rack is None else ())})
     tname = o.get("template")
     tpl = None
     if tname is not None:
@@ -461,6 +478,7 @@ def _cluster(r: _Reader, raw: Any, path: str, known_types: set[str]) -> tuple[li
     if o is None:
         return [], LinkSpec()
     r.unknown(o, path, {"name", "links", "nodes", "pods"})
+    _text(r, o, "name", path)
     links = LinkSpec()
     if "links" in o:
         lo = r.obj(o["links"], _join(path, "links"))
@@ -472,10 +490,12 @@ def _cluster(r: _Reader, raw: Any, path: str, known_types: set[str]) -> tuple[li
             if None not in vals.values():
                 links = LinkSpec(**vals)
     nodes: list[Node] = []
+    where: list[str] = []  # document path of each node, for messages
     for i, raw_node in enumerate(r.lst(o, "nodes", path)):
         n = _node(r, raw_node, f"{_join(path, 'nodes')}[{i}]", None, None, known_types)
         if n is not None:
             nodes.append(n)
+            where.append(f"{_join(path, 'nodes')}[{i}]")
     for i, raw_pod in enumerate(r.lst(o, "pods", path)):
         pp = f"{_join(path, 'pods')}[{i}]"
         po = r.obj(raw_pod, pp)
@@ -492,16 +512,18 @@ def _cluster(r: _Reader, raw: Any, path: str, known_types: set[str]) -> tuple[li
             rack_id = r.string(ro, "id", rp)
             entries = list(r.lst(ro, "nodes", rp))
             rt = ro.get("template")
+            offset = 0  # entries expanded from the rack template come first
             if rt is not None:
                 if rt not in RACK_TEMPLATES:
                     r.col.add(_join(rp, "template"), f"unknown rack template; known: {sorted(RACK_TEMPLATES)}", rt)
                 else:
                     entries = [{"template": t, "count": c} for t, c in RACK_TEMPLATES[rt]] + entries
+                    offset = len(RACK_TEMPLATES[rt])
             if pod_id is None or rack_id is None:
                 continue
             idx = 0
             for m, entry in enumerate(entries):
-                ep = f"{rp}.nodes[{m}]"
+                ep = _join(rp, "template") if m < offset else f"{rp}.nodes[{m - offset}]"
                 eo = r.obj(entry, ep)
                 if eo is None:
                     continue
@@ -515,10 +537,11 @@ def _cluster(r: _Reader, raw: Any, path: str, known_types: set[str]) -> tuple[li
                     n = _node(r, e, ep, rack_id, pod_id, known_types)
                     if n is not None:
                         nodes.append(n)
+                        where.append(ep)
     if not nodes and not r.col.errors:
         r.col.add(_join(path, "nodes"), "the cluster has no nodes")
     seen: dict[str, str] = {}
-    _unique_ids(r, [(f"{path}.nodes[{i}]", n.id) for i, n in enumerate(nodes)], seen)
+    _unique_ids(r, list(zip(where, [n.id for n in nodes], strict=True)), seen)
     return nodes, links
 
 
@@ -527,6 +550,13 @@ def load_cluster_spec(path: str | Path, gpu_types: tuple[GpuType, ...] | None = 
     types = gpu_types if gpu_types is not None else load_catalog()
     doc = load_document(path)
     col = Collector(str(path))
+    if isinstance(doc, dict):
+        doc = dict(doc)
+        version, kind = doc.pop("schema_version", SCHEMA_VERSION), doc.pop("kind", CLUSTER_KIND)
+        if version != SCHEMA_VERSION:
+            col.add("schema_version", f"must be {SCHEMA_VERSION}", version)
+        if kind != CLUSTER_KIND:
+            col.add("kind", f"must be '{CLUSTER_KIND}'", kind)
     nodes, links = _cluster(_Reader(col), doc, "", {t.name for t in types})
     col.raise_if_any()
     return nodes, links
@@ -612,6 +642,10 @@ def _training(r: _Reader, raw: Any, path: str, types: Mapping[str, GpuType],
             from solver.perf import training_flops, training_memory_gib
 
             r.unknown(lo, lp, {"model", "train_tokens_b", "mfu"})
+            for key in ("work", "throughput_per_gpu"):
+                if key in o:
+                    r.col.add(_join(path, key), "must not be given together with llm (it is derived)")
+            given_mem = r.number(o, "memory_gib", path, default=None, positive=True)
             mname = r.string(lo, "model", lp)
             if mname is not None and mname not in models:
                 r.col.add(_join(lp, "model"), "unknown LLM model", mname)
@@ -622,7 +656,7 @@ def _training(r: _Reader, raw: Any, path: str, types: Mapping[str, GpuType],
                 m = models[mname]
                 work = training_flops(m.params_b, tokens) / 1e15  # PFLOP
                 thr = [(t.name, t.bf16_tflops * mfu / 1e3) for t in types.values()]  # PFLOP/s per GPU
-                mem = o.get("memory_gib") or training_memory_gib(m.params_b, nmin or n)
+                mem = given_mem or training_memory_gib(m.params_b, nmin or n)
                 model = model or mname
     else:
         work = r.number(o, "work", path, positive=True)
@@ -689,6 +723,7 @@ def _inference(r: _Reader, raw: Any, path: str, types: Mapping[str, GpuType],
             vo = r.obj(v, f"{cp}.{k}")
             if vo is None:
                 continue
+            r.unknown(vo, f"{cp}.{k}", {"tp", "max_rps_per_replica"})
             t = r.number(vo, "tp", f"{cp}.{k}", positive=True, integer=True)
             rps = r.number(vo, "max_rps_per_replica", f"{cp}.{k}", positive=True)
             if t is not None and rps is not None:
@@ -767,11 +802,14 @@ def instance_from_dict(doc: Any, source: str = "<instance>") -> Instance:
         raise AssertionError  # pragma: no cover
     r.unknown(o, "", _TOP_KEYS)
     version = o.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if "schema_version" not in o:
+        col.add("schema_version", "is required")
+    elif version != SCHEMA_VERSION:
         col.add("schema_version", f"must be {SCHEMA_VERSION}", version)
     if o.get("kind", INSTANCE_KIND) != INSTANCE_KIND:
         col.add("kind", f"must be '{INSTANCE_KIND}'", o.get("kind"))
     name = r.string(o, "name", "", default="instance") or "instance"
+    _text(r, o, "description", "")
     now = r.number(o, "now_s", "", default=0.0, minimum=0)
     catalog = {t.name: t for t in load_catalog()}
     seen: dict[str, str] = {}
@@ -780,6 +818,8 @@ def instance_from_dict(doc: Any, source: str = "<instance>") -> Instance:
         if t is not None:
             _unique_name(r, t.name, f"gpu_types[{i}]", seen)
             catalog[t.name] = t
+        elif isinstance(raw, dict) and isinstance(raw.get("name"), str):  # known name: no cascade of errors
+            catalog.setdefault(raw["name"], GpuType(raw["name"], 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0, (1.0,)))
     models = {m.name: m for m in load_llm_models()}
     seen = {}
     for i, raw in enumerate(r.lst(o, "llm_models", "")):
@@ -787,6 +827,8 @@ def instance_from_dict(doc: Any, source: str = "<instance>") -> Instance:
         if m is not None:
             _unique_name(r, m.name, f"llm_models[{i}]", seen)
             models[m.name] = m
+        elif isinstance(raw, dict) and isinstance(raw.get("name"), str):  # known name: no cascade of errors
+            models.setdefault(raw["name"], LlmModel(raw["name"], 1.0, 1, 1, 1, 1, 1))
     if "cluster" not in o:
         col.add("cluster", "is required")
         nodes: list[Node] = []
@@ -870,6 +912,13 @@ def _cross_check(inst: Instance, col: Collector) -> None:
                         owner[g] = j.id
                 if len(types) > 1:
                     col.add(f"{path}.running.gpus", "spans several GPU types", sorted(types))
+                elif types and isinstance(j, TrainingJob):
+                    (tname,) = types
+                    if j.throughput(tname) is None:
+                        col.add(f"{path}.running.gpus", "runs on a GPU type without a throughput for the job", tname)
+                    if len(j.running.gpus) not in j.gpu_counts():
+                        col.add(f"{path}.running.gpus", f"must hold an allowed gang size {list(j.gpu_counts())}",
+                                len(j.running.gpus))
             reason = options_exist(inst, j, stats)
             if reason:
                 col.add(path, f"can never be placed: {reason}", j.id)

@@ -19,6 +19,8 @@ from solver.fileformat import SCHEMA_VERSION, _Reader, load_document, write_json
 __all__ = ["Attempt", "Decision", "Placement", "Result", "Status", "decision_from_dict", "load_decision"]
 
 DECISION_KIND = "gpuplan.decision"
+#: Fields a saved :class:`Result` adds to the decision document (informative; not read back).
+RESULT_FIELDS = ("instance", "status", "objective", "bound", "gap", "runtime_s", "method", "metrics", "attempts")
 
 
 class Status(StrEnum):
@@ -168,7 +170,10 @@ def decision_from_dict(doc: Any, source: str = "<decision>") -> Decision:
     if o is None:
         col.raise_if_any()
         raise AssertionError  # pragma: no cover
-    if o.get("schema_version") != SCHEMA_VERSION:
+    r.unknown(o, "", {"schema_version", "kind", "placements", "powered_off_nodes", *RESULT_FIELDS})
+    if "schema_version" not in o:
+        col.add("schema_version", "is required")
+    elif o.get("schema_version") != SCHEMA_VERSION:
         col.add("schema_version", f"must be {SCHEMA_VERSION}", o.get("schema_version"))
     if o.get("kind", DECISION_KIND) != DECISION_KIND:
         col.add("kind", f"must be '{DECISION_KIND}'", o.get("kind"))
@@ -189,7 +194,10 @@ def decision_from_dict(doc: Any, source: str = "<decision>") -> Decision:
         tp = r.number(po, "tp", p, default=1, positive=True, integer=True)
         if job is not None and cap is not None and start is not None and tp is not None:
             placements.append(Placement(job, tuple(str(g) for g in gpus), cap, start, tp))
-    off = [str(x) for x in r.lst(o, "powered_off_nodes", "")]
+    off = r.lst(o, "powered_off_nodes", "")
+    for k, nid in enumerate(off):
+        if not isinstance(nid, str):
+            col.add(f"powered_off_nodes[{k}]", "must be a node id string", nid)
     col.raise_if_any()
     return Decision(tuple(placements), tuple(off))
 

@@ -97,7 +97,7 @@ def _tighten(arg: str) -> Callable[[Instance], Instance]:
 
     def apply(inst: Instance) -> Instance:
         jobs = tuple(replace(j, deadline_s=None if j.deadline_s is None
-                             else inst.now_s + max(0.0, j.deadline_s - inst.now_s) * f)
+                             else max(j.arrival_s, inst.now_s + max(0.0, j.deadline_s - inst.now_s) * f))
                      for j in inst.training_jobs)
         svcs = tuple(replace(s, ttft_slo_s=s.ttft_slo_s * f, tpot_slo_s=s.tpot_slo_s * f)
                      for s in inst.inference_services)
