@@ -12,6 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from solver.compiled import (
+    _type_stats,
     fractional_terms,
     inference_terms,
     training_terms,
@@ -234,6 +235,7 @@ def check(inst: Instance, decision: Decision, topology: TopologyIndex | None = N
     unplaced_gpus = 0.0
     preemptions = 0
     unplaced_cost = 0.0
+    stats = _type_stats(inst)  # once, not per unplaced job
     for job in inst.jobs():
         if job.id in seen_jobs:
             continue
@@ -242,16 +244,17 @@ def check(inst: Instance, decision: Decision, topology: TopologyIndex | None = N
                 bad("non_preemptible_moved", job.id, "non-preemptible running job was preempted")
             preemptions += 1
         unplaced += 1
-        unplaced_cost += unplaced_penalty(inst, job)
+        unplaced_cost += unplaced_penalty(inst, job, stats)
         unplaced_gpus += job_unplaced_gpus(inst, job)
-        late, late_h = unplaced_lateness(inst, job)
+        late, late_h = unplaced_lateness(inst, job, stats)
         slo_violations += int(late)
         tardiness_h += late_h
 
     # powered-down nodes
     off = set()
+    known_nodes = set(gpu_node.values()) | {n.id for n in inst.nodes}
     for nid in decision.powered_off_nodes:
-        if nid not in gpu_node.values() and nid not in {n.id for n in inst.nodes}:
+        if nid not in known_nodes:
             bad("unknown_node", "", f"powered-off node '{nid}' does not exist")
             continue
         if not w.allow_power_down:

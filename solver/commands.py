@@ -34,7 +34,7 @@ def register(sub: Any) -> None:
                        description="Solve an instance within a time limit; the decision is checked by the "
                        "independent checker before it is written.")
     p.add_argument("instance", type=Path, help="instance JSON/YAML file")
-    p.add_argument("--method", "-m", default="greedy", help="solve method (see 'gpuplan methods'; default greedy)")
+    p.add_argument("--method", "-m", default="auto", help="solve method (see 'gpuplan methods'; default auto)")
     p.add_argument("--time-limit", "-t", type=float, default=10.0, help="wall-clock limit in seconds (default 10)")
     p.add_argument("--hint", type=Path, help="previous decision JSON used as a warm start")
     p.add_argument("--seed", type=int, default=0)

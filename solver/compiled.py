@@ -22,8 +22,10 @@ Energy accounting over the horizon :math:`H` (``objective.horizon_s``), PUE :mat
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import overload
 
 import numpy as np
 import numpy.typing as npt
@@ -71,7 +73,8 @@ class Option:
     """One way to run a job: GPU type, GPU count, power cap, TP degree and replicas.
 
     ``terms[tier][migrated]`` holds the :class:`Terms` at each locality tier, without
-    (``0``) and with (``1``) a migration. ``milli`` is 1000 for whole-GPU work.
+    (``0``) and with (``1``) a migration (a tuple, or a lazily computed
+    :class:`TrainingTermsByTier` with the same values). ``milli`` is 1000 for whole-GPU work.
     """
 
     job: int
@@ -82,7 +85,7 @@ class Option:
     power_cap_w: float
     milli: int
     memory_gib: float
-    terms: tuple[tuple[Terms, Terms], ...]
+    terms: Sequence[tuple[Terms, Terms]]
 
     def cost(self, inst: Instance, tier: int, migrated: bool) -> float:
         """Weighted objective contribution of this option at ``tier``."""
@@ -122,35 +125,60 @@ def training_terms(inst: Instance, job: TrainingJob, gpu: GpuType, n: int, cap_w
     return Terms(energy, tardiness_h, late, duration, extra_w)
 
 
-def training_terms_by_tier(inst: Instance, job: TrainingJob, gpu: GpuType, n: int,
-                           cap_w: float) -> tuple[tuple[Terms, Terms], ...]:
-    """``training_terms`` at every tier, not migrated and migrated, sharing the common factors.
+class TrainingTermsByTier(Sequence[tuple[Terms, Terms]]):
+    """``training_terms`` at every tier (not migrated, migrated), computed on first access.
 
     Performs exactly the floating-point operations of :func:`training_terms`, so the
-    values are identical; only the per-option work is done once instead of ten times.
+    values are identical; the common factors are computed once per option and a tier's
+    terms only when someone reads them (a greedy pass reads one tier of a few options).
     """
-    theta = job.throughput(gpu.name)
-    assert theta is not None
-    base = job.remaining_work / (n * theta / gpu.train_slowdown(cap_w))
-    extra_w = n * (gpu.train_power_w(cap_w) - gpu.idle_w)
-    horizon = inst.objective.horizon_s
-    mig_s = job.running.migration_cost_s if job.running is not None else None
 
-    def terms(duration: float) -> Terms:
-        energy = _kwh(inst, extra_w, min(duration, horizon))
+    __slots__ = ("_base", "_cache", "_extra_w", "_inst", "_job")
+
+    def __init__(self, inst: Instance, job: TrainingJob, gpu: GpuType, n: int, cap_w: float) -> None:
+        theta = job.throughput(gpu.name)
+        assert theta is not None
+        self._inst, self._job = inst, job
+        self._base = job.remaining_work / (n * theta / gpu.train_slowdown(cap_w))
+        self._extra_w = n * (gpu.train_power_w(cap_w) - gpu.idle_w)
+        self._cache: list[tuple[Terms, Terms] | None] = [None] * N_TIERS
+
+    def _terms(self, duration: float) -> Terms:
+        inst, job = self._inst, self._job
+        energy = _kwh(inst, self._extra_w, min(duration, inst.objective.horizon_s))
         tardiness_h, late = 0.0, False
         if job.deadline_s is not None:
             finish = inst.now_s + duration
             late = finish > job.deadline_s + 1e-6
             tardiness_h = max(0.0, finish - job.deadline_s) / 3600.0
-        return Terms(energy, tardiness_h, late, duration, extra_w)
+        return Terms(energy, tardiness_h, late, duration, self._extra_w)
 
-    out = []
-    for tier in range(N_TIERS):
-        duration = base * job.tier_slowdown[tier]
-        stay = terms(duration)
-        out.append((stay, stay if mig_s is None else terms(duration + mig_s)))
-    return tuple(out)
+    @overload
+    def __getitem__(self, tier: int) -> tuple[Terms, Terms]: ...
+
+    @overload
+    def __getitem__(self, tier: slice) -> Sequence[tuple[Terms, Terms]]: ...
+
+    def __getitem__(self, tier: int | slice) -> tuple[Terms, Terms] | Sequence[tuple[Terms, Terms]]:
+        if isinstance(tier, slice):
+            return tuple(self[t] for t in range(N_TIERS)[tier])
+        got = self._cache[tier]
+        if got is None:
+            duration = self._base * self._job.tier_slowdown[tier]
+            stay = self._terms(duration)
+            running = self._job.running
+            got = (stay, stay if running is None else self._terms(duration + running.migration_cost_s))
+            self._cache[tier] = got
+        return got
+
+    def __len__(self) -> int:
+        return N_TIERS
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
 
 
 def inference_terms(inst: Instance, svc: InferenceService, gpu: GpuType, cap_w: float, replicas: int,
@@ -192,7 +220,8 @@ def unplaced_gpus(inst: Instance, job: Job) -> float:
     return best if best < math.inf else 1.0
 
 
-def unplaced_lateness(inst: Instance, job: Job) -> tuple[bool, float]:
+def unplaced_lateness(inst: Instance, job: Job,
+                      stats: dict[str, tuple[int, int]] | None = None) -> tuple[bool, float]:
     r"""Lateness an unplaced training job cannot avoid: (late, tardiness in hours).
 
     Deferring a job never makes it finish earlier than starting it now on its fastest
@@ -202,7 +231,7 @@ def unplaced_lateness(inst: Instance, job: Job) -> tuple[bool, float]:
     """
     if not isinstance(job, TrainingJob) or job.deadline_s is None:
         return False, 0.0
-    stats = _type_stats(inst)
+    stats = stats if stats is not None else _type_stats(inst)
     best: tuple[bool, float] | None = None
     for gpu in inst.gpu_types:
         if gpu.name not in stats or job.throughput(gpu.name) is None or job.memory_gib > gpu.memory_gib:
@@ -216,14 +245,14 @@ def unplaced_lateness(inst: Instance, job: Job) -> tuple[bool, float]:
     return best if best is not None else (False, 0.0)
 
 
-def unplaced_penalty(inst: Instance, job: Job) -> float:
+def unplaced_penalty(inst: Instance, job: Job, stats: dict[str, tuple[int, int]] | None = None) -> float:
     r"""Cost of leaving ``job`` unplaced (or preempting it).
 
     .. math:: w_U \pi_j g_j + w_V [\text{late}^{min}_j] + w_T T^{min}_j
 
     with the unavoidable lateness of :func:`unplaced_lateness`.
     """
-    late, tardiness_h = unplaced_lateness(inst, job)
+    late, tardiness_h = unplaced_lateness(inst, job, stats)
     w = inst.objective
     return (w.unplaced_per_gpu * job.priority * unplaced_gpus(inst, job)
             + w.slo_violation * float(late) + w.tardiness_per_h * tardiness_h)
@@ -238,10 +267,12 @@ def _type_stats(inst: Instance) -> dict[str, tuple[int, int]]:
     return stats
 
 
-def job_options(inst: Instance, j: int, job: Job, stats: dict[str, tuple[int, int]] | None = None) -> list[Option]:
+def job_options(inst: Instance, j: int, job: Job, stats: dict[str, tuple[int, int]] | None = None,
+                type_index: dict[str, int] | None = None) -> list[Option]:
     """Every option of ``job`` (index ``j``) that fits the cluster's GPU types."""
     stats = stats if stats is not None else _type_stats(inst)
-    type_index = {t.name: k for k, t in enumerate(inst.gpu_types)}
+    if type_index is None:
+        type_index = {t.name: k for k, t in enumerate(inst.gpu_types)}
     out: list[Option] = []
     for gpu in inst.gpu_types:
         if gpu.name not in stats:
@@ -255,7 +286,7 @@ def job_options(inst: Instance, j: int, job: Job, stats: dict[str, tuple[int, in
                 if n > total:
                     continue
                 for cap in caps:
-                    terms = training_terms_by_tier(inst, job, gpu, n, cap)
+                    terms: Sequence[tuple[Terms, Terms]] = TrainingTermsByTier(inst, job, gpu, n, cap)
                     out.append(Option(j, gpu.name, type_index[gpu.name], n, job.tp, cap, 1000, job.memory_gib, terms))
         elif isinstance(job, InferenceService):
             if job.gpu_types and gpu.name not in job.gpu_types:
@@ -354,8 +385,8 @@ class CompiledInstance:
         self.pod_names = tuple(pods)
         stats = _type_stats(inst)
         self.options: tuple[tuple[Option, ...], ...] = tuple(
-            tuple(job_options(inst, j, job, stats)) for j, job in enumerate(self.jobs))
-        self.unplaced_penalty = _ro(np.array([unplaced_penalty(inst, job) for job in self.jobs]))
+            tuple(job_options(inst, j, job, stats, self.type_index)) for j, job in enumerate(self.jobs))
+        self.unplaced_penalty = _ro(np.array([unplaced_penalty(inst, job, stats) for job in self.jobs]))
 
     @cached_property
     def topology(self) -> TopologyIndex:
@@ -366,14 +397,17 @@ class CompiledInstance:
     def tier(self, gpus: npt.ArrayLike) -> int:
         """Locality tier of GPU indices ``gpus``: 0 NVLink domain ... 4 cluster."""
         g = np.asarray(gpus, dtype=np.int64)
-        if len(np.unique(self.gpu_domain[g])) == 1:
+        doms = self.gpu_domain[g]
+        if (doms == doms[0]).all():
             return 0
         nodes = self.gpu_node[g]
-        if len(np.unique(nodes)) == 1:
+        if (nodes == nodes[0]).all():
             return 1
-        if len(np.unique(self.node_rack[nodes])) == 1:
+        racks = self.node_rack[nodes]
+        if (racks == racks[0]).all():
             return 2
-        if len(np.unique(self.node_pod[nodes])) == 1:
+        pods = self.node_pod[nodes]
+        if (pods == pods[0]).all():
             return 3
         return 4
 

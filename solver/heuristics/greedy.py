@@ -20,10 +20,13 @@ from solver.compiled import CompiledInstance, Option
 from solver.heuristics.state import ClusterState
 from solver.model import FractionalTask, Job
 from solver.result import Decision, Placement
+from solver.stop import Deadline
 
-__all__ = ["default_order", "greedy_decision"]
+__all__ = ["FractionFinder", "default_order", "greedy_decision"]
 
 OrderKey = Callable[[Job], tuple[float, ...]]
+#: Chooses the GPU of a fractional task: (state, job index, allowed type indices) -> GPU index or None.
+FractionFinder = Callable[[ClusterState, int, set[int]], int | None]
 
 
 def default_order(job: Job) -> tuple[float, ...]:
@@ -38,6 +41,8 @@ def greedy_decision(
     order: OrderKey = default_order,
     option_key: Callable[[CompiledInstance, Option, int, float], float] | None = None,
     skip: Sequence[str] = (),
+    fraction_finder: FractionFinder | None = None,
+    deadline: Deadline | None = None,
 ) -> Decision:
     """Build a feasible decision greedily.
 
@@ -52,6 +57,13 @@ def greedy_decision(
         exact weighted objective contribution.
     skip
         Job ids to leave unplaced.
+    fraction_finder
+        Picks the GPU of a pending fractional task among all its options' types at once
+        (e.g. FGD); the option of that GPU's type is then scored. Defaults to best fit
+        per option (:meth:`ClusterState.find_fraction`).
+    deadline
+        When it expires, the pending jobs not yet considered are left unplaced (running
+        jobs are always kept), so the decision stays feasible and arrives in time.
     """
     inst = ci.instance
     state = ClusterState(ci)
@@ -112,10 +124,19 @@ def greedy_decision(
 
     pending.sort(key=lambda j: order(ci.jobs[j]))
     mem_cap = {k: t.memory_gib for k, t in enumerate(inst.gpu_types)}
-    for j in pending:
+    for done, j in enumerate(pending):
+        if deadline is not None and done % 64 == 0 and deadline.expired():
+            break
         job = ci.jobs[j]
         best_val, best_pick = ci.unplaced_penalty[j], None
         tried: dict[tuple[int, int, int], list[int] | None] = {}
+        # tier and node cost depend only on the GPUs found for a (type, size, tp) key
+        where: dict[tuple[int, int, int], tuple[int, float, float]] = {}
+        if fraction_finder is not None and isinstance(job, FractionalTask):
+            g_pick = fraction_finder(state, j, {o.type_index for o in ci.options[j]})
+            for opt in ci.options[j]:
+                hit = g_pick is not None and int(ci.gpu_type[g_pick]) == opt.type_index
+                tried[(opt.type_index, opt.num_gpus, opt.tp)] = [g_pick] if hit and g_pick is not None else None
         for opt in ci.options[j]:
             key = (opt.type_index, opt.num_gpus, opt.tp)
             if key not in tried:
@@ -128,8 +149,9 @@ def greedy_decision(
             if found is None:
                 continue
             gpus = found
-            tier = ci.tier(gpus)
-            extra_kwh, extra_w = node_cost(gpus)
+            if key not in where:
+                where[key] = (ci.tier(gpus), *node_cost(gpus))
+            tier, extra_kwh, extra_w = where[key]
             if power_w + extra_w + opt.terms[tier][0].power_w > budget + 1e-6:
                 continue
             val = score(opt, tier, extra_kwh)

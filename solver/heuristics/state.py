@@ -11,10 +11,13 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
+import numpy.typing as npt
 
 from solver.compiled import CompiledInstance
 
 __all__ = ["ClusterState"]
+
+_BIG = np.int64(1) << 40
 
 
 class ClusterState:
@@ -36,6 +39,16 @@ class ClusterState:
         self.node_domains: dict[int, list[int]] = defaultdict(list)
         for d, v in enumerate(ci.domain_node):
             self.node_domains[v].append(d)
+        self.dom_free = np.array([len(d) for d in ci.domains], dtype=np.int64)  # free GPUs per domain
+        self._type_dom = {t: np.array(ds, dtype=np.int64) for t, ds in self.type_domains.items()}
+        dom_node = np.asarray(ci.domain_node, dtype=np.int64)
+        self._type_dom_node = {t: dom_node[ds] for t, ds in self._type_dom.items()}
+        # per set of allowed types: (GPU mask, node mask)
+        self._type_mask: dict[frozenset[int], tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]] = {}
+        self.node_free = np.array([n.gpu_count for n in inst.nodes], dtype=np.int64)  # GPUs with no work
+        self._node_type = np.array([ci.type_index[n.gpu_type] for n in inst.nodes], dtype=np.int64)
+        self._shared: set[int] = set()  # GPUs holding fractional work
+        self._shared_idx: npt.NDArray[np.int64] | None = None  # sorted(self._shared), rebuilt when it grows
 
     # ------------------------------------------------------------------ queries
     def free_in(self, domains: list[int], tp: int) -> int:
@@ -43,46 +56,46 @@ class ClusterState:
         return sum(len(self.domain_free[d]) // tp * tp for d in domains)
 
     def find_gang(self, type_index: int, n: int, tp: int) -> list[int] | None:
-        """Tightest set of ``n`` free GPUs of one type in ``tp``-groups, or None."""
+        """Tightest set of ``n`` free GPUs of one type in ``tp``-groups, or None.
+
+        Vectorized over the type's NVLink domains (free counts in ``dom_free``): O(domains)
+        array work per call. Ties go to the lowest domain, node, rack or pod index.
+        """
         ci = self.ci
-        doms = self.type_domains.get(type_index, [])
-        if not doms:
+        doms = self._type_dom.get(type_index)
+        if doms is None:
             return None
-        # tier 0: one NVLink domain, best fit
-        best, best_free = -1, 1 << 30
-        for d in doms:
-            f = len(self.domain_free[d])
-            if n <= f < best_free:
-                best, best_free = d, f
-                if f == n:
-                    break
-        if best >= 0:
+        free = self.dom_free[doms]
+        # tier 0: one NVLink domain, best fit (fewest free GPUs that suffice)
+        ok = free >= n
+        if ok.any():
+            best = int(doms[int(np.argmin(np.where(ok, free, _BIG)))])
             return self.domain_free[best][:n]
-        # group candidate domains by node, rack, pod
-        by_node: dict[int, list[int]] = defaultdict(list)
-        for d in doms:
-            if len(self.domain_free[d]) >= tp:
-                by_node[ci.domain_node[d]].append(d)
+        usable = free // tp * tp
+        nodes = self._type_dom_node[type_index]
+        node_free = np.bincount(nodes, weights=usable, minlength=len(ci.instance.nodes)).astype(np.int64)
         # tier 1: one node
-        cand = [(self.free_in(ds, tp), v) for v, ds in by_node.items()]
-        fits = [(f, v) for f, v in cand if f >= n]
-        if fits:
-            _, v = min(fits)
-            return self._take(by_node[v], n, tp)
-        node_free = dict((v, f) for f, v in cand)
+        ok_nodes = node_free >= n
+        if ok_nodes.any():
+            v = int(np.argmin(np.where(ok_nodes, node_free, _BIG)))
+            return self._take([d for d in self.node_domains[v] if len(self.domain_free[d]) >= tp], n, tp)
+        has = np.flatnonzero(node_free > 0)
         for level in (ci.node_rack, ci.node_pod, None):
-            groups: dict[int, list[int]] = defaultdict(list)
-            for v in by_node:
-                groups[0 if level is None else int(level[v])].append(v)
-            fits = [(sum(node_free[v] for v in vs), k) for k, vs in groups.items()]
-            fits = [(f, k) for f, k in fits if f >= n]
-            if fits:
-                _, k = min(fits)
+            group = np.zeros(len(has), dtype=np.int64) if level is None else level[has]
+            sums = np.bincount(group, weights=node_free[has]).astype(np.int64)
+            ok_groups = sums >= n
+            if ok_groups.any():
+                k = int(np.argmin(np.where(ok_groups, sums, _BIG)))
+                members = has[group == k]
                 # fewest nodes: fullest-free nodes first
-                nodes = sorted(groups[k], key=lambda v: (-node_free[v], v))
-                doms_sorted = [d for v in nodes for d in sorted(by_node[v], key=self._free_desc)]
+                members = members[np.lexsort((members, -node_free[members]))]
+                doms_sorted = [d for v in members for d in self._node_doms(int(v), tp)]
                 return self._take(doms_sorted, n, tp)
         return None
+
+    def _node_doms(self, v: int, tp: int) -> list[int]:
+        """Domains of node ``v`` with at least ``tp`` free GPUs, most free first (stable)."""
+        return sorted((d for d in self.node_domains[v] if len(self.domain_free[d]) >= tp), key=self._free_desc)
 
     def _free_desc(self, d: int) -> int:
         return -len(self.domain_free[d])
@@ -101,25 +114,36 @@ class ClusterState:
         self, type_indices: set[int], milli: int, mem_gib: float, mem_cap: dict[int, float]
     ) -> int | None:
         """Best-fit GPU for a fractional share: the most loaded shared GPU that fits,
-        else a free GPU on the busiest node. None when nothing fits."""
+        else a free GPU on the busiest node. None when nothing fits.
+
+        Shared GPUs are scanned among the GPUs already holding fractional work (vectorized)
+        and free GPUs per node (``node_free``), without Python loops over GPUs. Ties go to
+        the lowest GPU index.
+        """
         ci = self.ci
-        ok = ~self.whole_used & np.isin(ci.gpu_type, list(type_indices))
-        share = ok & (self.milli_used > 0) & (self.milli_used + milli <= 1000)
-        if share.any():
-            idx = np.flatnonzero(share)
-            mems = np.array([mem_cap[int(ci.gpu_type[g])] for g in idx])
-            idx = idx[self.mem_used[idx] + mem_gib <= mems + 1e-9]
-            if len(idx):
+        key = frozenset(type_indices)
+        masks = self._type_mask.get(key)
+        if masks is None:
+            masks = (np.isin(ci.gpu_type, list(type_indices)), np.isin(self._node_type, list(type_indices)))
+            self._type_mask[key] = masks
+        type_mem = np.array([mem_cap.get(k, 0.0) for k in range(len(ci.instance.gpu_types))])
+        if self._shared:
+            if self._shared_idx is None or len(self._shared_idx) != len(self._shared):
+                self._shared_idx = np.array(sorted(self._shared), dtype=np.int64)
+            idx = self._shared_idx
+            used = self.milli_used[idx]
+            fit = (masks[0][idx] & ~self.whole_used[idx] & (used + milli <= 1000)
+                   & (self.mem_used[idx] + mem_gib <= type_mem[ci.gpu_type[idx]] + 1e-9))
+            if fit.any():
+                idx = idx[fit]
                 return int(idx[np.argmax(self.milli_used[idx])])
-        free = np.flatnonzero(ok & (self.milli_used == 0))
-        if not len(free):
+        mask = masks[1]
+        node_mem = type_mem[self._node_type]
+        cand = np.flatnonzero(mask & (self.node_free > 0) & (node_mem >= mem_gib))
+        if not len(cand):
             return None
-        mems = np.array([mem_cap[int(ci.gpu_type[g])] for g in free])
-        free = free[mems >= mem_gib]
-        if not len(free):
-            return None
-        busy = self.node_used[ci.gpu_node[free]]
-        return int(free[np.argmax(busy)])
+        v = int(cand[np.argmax(self.node_used[cand])])
+        return min(min(self.domain_free[d]) for d in self.node_domains[v] if self.domain_free[d])
 
     # ------------------------------------------------------------------ updates
     def take_whole(self, gpus: list[int]) -> None:
@@ -127,14 +151,21 @@ class ClusterState:
         for g in gpus:
             assert not self.whole_used[g] and self.milli_used[g] == 0
             self.whole_used[g] = True
-            self.domain_free[int(ci.gpu_domain[g])].remove(g)
+            d = int(ci.gpu_domain[g])
+            self.domain_free[d].remove(g)
+            self.dom_free[d] -= 1
             self.node_used[int(ci.gpu_node[g])] += 1
+            self.node_free[int(ci.gpu_node[g])] -= 1
 
     def take_fraction(self, g: int, milli: int, mem_gib: float) -> None:
         ci = self.ci
         if self.milli_used[g] == 0:
-            self.domain_free[int(ci.gpu_domain[g])].remove(g)
+            d = int(ci.gpu_domain[g])
+            self.domain_free[d].remove(g)
+            self.dom_free[d] -= 1
             self.node_used[int(ci.gpu_node[g])] += 1
+            self.node_free[int(ci.gpu_node[g])] -= 1
+            self._shared.add(g)
         self.milli_used[g] += milli
         self.mem_used[g] += mem_gib
 

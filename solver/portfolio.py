@@ -1,0 +1,234 @@
+r"""The ``auto`` method: a portfolio that always answers within the time limit.
+
+Policy (the table :data:`PLANS` by instance size, each stage a share of the time left):
+
+1. **Heuristics first.** ``greedy`` always runs first (about 1 s on 10,240 GPUs), with a
+   deadline that leaves room for the checks (if it expires, the jobs not yet considered
+   stay unplaced); its checked decision is the fallback and the warm start of every later
+   stage. The other
+   heuristics (``fgd``, ``energy-greedy``, ``edf``, ``sjf``) follow while they are cheap
+   compared with the budget (each is allowed only if the time left exceeds
+   ``HEURISTIC_BUDGET_FACTOR`` times what greedy took).
+2. **A bound.** ``formulations.lower_bound`` (LP relaxation) when available.
+3. **Improvement**, by size class: the exact CP-SAT model on small instances (MILP
+   backends when CP-SAT is missing); on medium ones CP-SAT for half the time, POP-style
+   decomposition when at least 4 s remain for it, then LNS; on large ones CP-SAT
+   large-neighbourhood search, each warm-started from the best decision so far.
+
+Every stage is an :class:`~solver.result.Attempt` with its own status; a stage that
+raises, times out or returns a decision the checker rejects is recorded, never raised.
+The returned decision is the best *checked* one; the bound is the best proven bound of
+any attempt. Stages run with sub-deadlines that leave room for the final check of
+:func:`solver.solve`, so the call stays within the limit (the 10% margin of the issue
+is for the backends that stop late).
+
+Complexity: the heuristics are O(jobs x candidate placements); the rest is bounded by
+the time limit.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
+
+from solver.checker import check
+from solver.compiled import CompiledInstance
+from solver.heuristics.greedy import greedy_decision
+from solver.methods import Method, MethodOutput, available, get_method
+from solver.result import Attempt, Decision, Status
+from solver.stop import Deadline
+
+__all__ = ["PLANS", "Candidate", "Plan", "Stage", "auto_method", "global_lower_bound", "run_attempt", "size_class"]
+
+#: Run another heuristic only if the time left exceeds this many greedy runtimes.
+HEURISTIC_BUDGET_FACTOR = 20.0
+#: Fraction of the limit kept for the final check of :func:`solver.solve` (plus the measured check time).
+RESERVE_FRACTION = 0.03
+#: Seconds a stage may run past its deadline (an exact backend's child is killed 0.5 s after it).
+STAGE_OVERRUN_S = 0.6
+#: Seconds per GPU plus job that one check (or building the topology index) takes, with a margin for a busy machine.
+CHECK_S_PER_ITEM = 2e-5
+EXTRA_HEURISTICS = ("fgd", "energy-greedy", "edf", "sjf")
+#: Stages that ``auto`` runs through a variant without its own bound (``auto`` computes one once).
+STAGE_VARIANTS: dict[str, str] = {"lns": "solver.lns:lns_improve", "pop": "solver.decompose:pop_improve"}
+EXACT_BACKENDS = ("cpsat", "milp-highs", "milp-cbc")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One improvement stage: a method (or the first available of several), its share of the
+    time left, and the least time (s) worth starting it with."""
+
+    methods: tuple[str, ...]
+    share: float
+    min_s: float = 0.2
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What ``auto`` runs after the heuristics for one size class."""
+
+    max_gpus: int
+    max_jobs: int
+    bound_share: float
+    stages: tuple[Stage, ...]
+
+
+#: Size classes, smallest first; an instance takes the first plan it fits.
+PLANS: tuple[Plan, ...] = (
+    Plan(256, 120, 0.1, (Stage(EXACT_BACKENDS, 1.0),)),
+    Plan(1024, 400, 0.15, (Stage(("cpsat",), 0.5), Stage(("pop",), 0.5, min_s=4.0), Stage(("lns",), 1.0))),
+    Plan(1 << 62, 1 << 62, 0.25, (Stage(("lns",), 1.0),)),
+)
+
+
+def size_class(ci: CompiledInstance) -> Plan:
+    """The plan of ``ci`` by GPUs and jobs."""
+    for plan in PLANS:
+        if len(ci.gpu_ids) <= plan.max_gpus and len(ci.jobs) <= plan.max_jobs:
+            return plan
+    return PLANS[-1]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A checked decision with its objective."""
+
+    decision: Decision
+    objective: float
+
+
+def run_attempt(
+    name: str,
+    fn: Callable[[], MethodOutput],
+    ci: CompiledInstance,
+) -> tuple[Attempt, Candidate | None, float | None]:
+    """Run one method call as an attempt: catch failures, check the decision.
+
+    Returns the attempt, the checked candidate (None when there is none) and the
+    method's proven bound (None when it has none or it was dropped as inconsistent).
+    """
+    from solver.solve import normalize
+
+    start = time.perf_counter()
+    try:
+        out = fn()
+    except Exception as exc:  # a crashing backend is an attempt with a status
+        msg = f"{type(exc).__name__}: {exc} [{traceback.format_exc(limit=2).splitlines()[-1]}]"
+        return Attempt(name, Status.ERROR, None, None, time.perf_counter() - start, msg), None, None
+    cand = None
+    objective = None
+    message = out.message
+    if out.decision is not None:
+        report = check(ci.instance, out.decision, ci.topology)
+        if report.valid:
+            objective = report.objective
+            cand = Candidate(out.decision, objective)
+        else:
+            message = "decision rejected by the checker: " + "; ".join(str(v) for v in report.violations[:3])
+            out = MethodOutput(None, Status.ERROR, out.bound, message)
+    status, bound, message = normalize(
+        MethodOutput(out.decision, out.status, out.bound, message), objective)
+    return Attempt(name, status, objective, bound, time.perf_counter() - start, message), cand, bound
+
+
+def auto_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int) -> MethodOutput:
+    """Heuristics, a bound, then exact / LNS / decomposition by size; the best checked decision.
+
+    See the module docstring for the policy. ``hint`` is tried as a candidate too (it
+    is checked like any other decision) and seeds the improvement stages if it is best.
+    """
+    attempts: list[Attempt] = []
+    best: Candidate | None = None
+    bounds: list[float] = []
+    reserve_s = RESERVE_FRACTION * deadline.limit_s
+
+    def record(att: Attempt, cand: Candidate | None, bound: float | None) -> None:
+        nonlocal best
+        attempts.append(att)
+        if cand is not None and (best is None or cand.objective < best.objective - 1e-9):
+            best = cand
+        if bound is not None:
+            bounds.append(bound)
+
+    def left() -> float:
+        return deadline.remaining() - reserve_s
+
+    # room for checking: the topology index (built once), our check of greedy and solve()'s final check
+    reserve_s += CHECK_S_PER_ITEM * (len(ci.gpu_ids) + len(ci.jobs)) * (3 if "topology" not in vars(ci) else 2)
+    t0 = time.perf_counter()
+    greedy_deadline = Deadline(max(0.0, left()))
+    record(*run_attempt("greedy", lambda: MethodOutput(greedy_decision(ci, deadline=greedy_deadline),
+                                                       Status.FEASIBLE), ci))
+    if greedy_deadline.expired():
+        attempts[-1] = replace(attempts[-1], message="time limit reached during the pass: later jobs left unplaced")
+    greedy_s = time.perf_counter() - t0
+    reserve_s = RESERVE_FRACTION * deadline.limit_s + CHECK_S_PER_ITEM * (len(ci.gpu_ids) + len(ci.jobs))
+    if hint is not None:
+        record(*run_attempt("hint", lambda: MethodOutput(hint, Status.FEASIBLE), ci))
+    for name in EXTRA_HEURISTICS:
+        if available(name) and left() > HEURISTIC_BUDGET_FACTOR * greedy_s:
+            fn = get_method(name)
+            record(*run_attempt(name, partial(fn, ci, deadline, None, seed), ci))
+    plan = size_class(ci)
+    if left() > 0.2 and global_lower_bound() is not None:
+        sub = Deadline(max(0.0, left()) * plan.bound_share)
+        record(*_bound_attempt(ci, sub))
+    for stage in plan.stages:
+        chosen = next((m for m in stage.methods if available(m)), None)
+        if chosen is None:
+            attempts.append(Attempt("/".join(stage.methods), Status.ERROR, None, None, 0.0,
+                                    "not available in this build"))
+            continue
+        budget = left() * stage.share - STAGE_OVERRUN_S
+        if budget < stage.min_s:
+            attempts.append(Attempt(chosen, Status.NO_SOLUTION, None, None, 0.0,
+                                    f"skipped: {max(budget, 0.0):.1f} s left, needs {stage.min_s:g} s"))
+            continue
+        fn = _stage_function(chosen)
+        start_hint = best.decision if best is not None else hint
+        record(*run_attempt(chosen, partial(fn, ci, Deadline(budget), start_hint, seed), ci))
+    bound = max(bounds) if bounds else None
+    if best is None:
+        return MethodOutput(None, Status.NO_SOLUTION, bound, "no method produced a checked decision",
+                            attempts=tuple(attempts))
+    winner = min((a for a in attempts if a.objective is not None), key=lambda a: a.objective or 0.0)
+    return MethodOutput(best.decision, Status.FEASIBLE, bound, f"best of {len(attempts)} attempts: {winner.method}",
+                        objective=best.objective, attempts=tuple(attempts))
+
+
+def _stage_function(name: str) -> Method:
+    if name in STAGE_VARIANTS:
+        module, func = STAGE_VARIANTS[name].split(":")
+        fn: Method = getattr(importlib.import_module(module), func)
+        return fn
+    return get_method(name)
+
+
+def global_lower_bound() -> Callable[[CompiledInstance, Deadline], float | None] | None:
+    """``formulations.lower_bound`` (LP relaxation) when this build has it, else None."""
+    try:
+        import formulations
+    except ImportError:  # pragma: no cover - the package ships with solver
+        return None
+    fn: Callable[[CompiledInstance, Deadline], float | None] | None = getattr(formulations, "lower_bound", None)
+    return fn
+
+
+def _bound_attempt(ci: CompiledInstance, deadline: Deadline) -> tuple[Attempt, None, float | None]:
+    """The LP-relaxation bound as an attempt (no decision)."""
+    lower_bound = global_lower_bound()
+    assert lower_bound is not None
+    start = time.perf_counter()
+    try:
+        bound = lower_bound(ci, deadline)
+    except Exception as exc:  # a failing bound is an attempt with a status
+        return Attempt("lp-bound", Status.ERROR, None, None, time.perf_counter() - start,
+                       f"{type(exc).__name__}: {exc}"), None, None
+    status = Status.NO_SOLUTION
+    msg = "LP relaxation bound" if bound is not None else "no bound within the time limit"
+    return Attempt("lp-bound", status, None, bound, time.perf_counter() - start, msg), None, bound

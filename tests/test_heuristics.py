@@ -1,0 +1,182 @@
+"""Heuristics: exact choices on hand-built instances, FGD's fragmentation, speed-ups that keep results,
+and every heuristic's decision passing the checker on generated instances."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import solver
+from solver.checker import check
+from solver.compiled import CompiledInstance, training_terms
+from solver.fileformat import load_catalog
+from solver.heuristics import ClusterState, greedy_decision
+from solver.heuristics.fgd import TaskClass, fgd_finder, fgd_select, fragmentation, workload_classes
+from solver.heuristics.methods import policy_decision
+from solver.heuristics.policies import edf_order, shortest_duration_s, sjf_order
+from solver.model import FractionalTask, Instance, Node, Running, TrainingJob
+from solver.result import Status
+
+HEURISTICS = ("greedy", "energy-greedy", "fgd", "edf", "sjf")
+
+
+def _catalog() -> tuple:
+    return tuple(load_catalog())
+
+
+def _node(ident: str, gpus: int = 1, gpu_type: str = "H100-SXM", rack: str = "r0") -> Node:
+    return Node(ident, gpu_type, gpus, (tuple(range(gpus)),), (tuple(range(gpus)),), 500.0, rack, "p0")
+
+
+def _job(ident: str, hours: float, deadline_s: float | None = None, priority: float = 1.0) -> TrainingJob:
+    return TrainingJob(ident, 1, work=hours * 3600.0, throughput_per_gpu=(("H100-SXM", 1.0),), memory_gib=10.0,
+                       deadline_s=deadline_s, priority=priority)
+
+
+def _instance(nodes: tuple[Node, ...], training: tuple[TrainingJob, ...] = (),
+              fractional: tuple[FractionalTask, ...] = ()) -> Instance:
+    return Instance("hand", _catalog(), (), nodes, training_jobs=training, fractional_tasks=fractional)
+
+
+def _placed(decision: solver.Decision) -> dict[str, tuple[str, ...]]:
+    return {p.job: p.gpus for p in decision.placements}
+
+
+# ------------------------------------------------------------------ EDF and SJF
+def test_edf_places_the_urgent_long_job_and_sjf_the_short_one() -> None:
+    # one GPU, two jobs: 'long' (3 h, due in 4 h) and 'short' (0.5 h, no deadline)
+    inst = _instance((_node("n0"),), (_job("long", 3.0, deadline_s=4 * 3600.0), _job("short", 0.5)))
+    ci = CompiledInstance(inst)
+    assert _placed(policy_decision(ci, "edf")) == {"long": ("n0/0",)}
+    assert _placed(policy_decision(ci, "sjf")) == {"short": ("n0/0",)}
+
+
+def test_order_keys() -> None:
+    long, short = _job("long", 3.0, deadline_s=100.0), _job("short", 0.5)
+    assert edf_order(long) == (100.0, -1.0, -1.0)
+    assert edf_order(short) == (math.inf, -1.0, -1.0)
+    assert shortest_duration_s(long, 3600.0) == pytest.approx(3 * 3600.0)
+    assert sjf_order(3600.0)(short) == (1800.0, -1.0)
+
+
+def test_edf_and_sjf_objectives_are_checked_values() -> None:
+    long, short = _job("long", 3.0, deadline_s=4 * 3600.0), _job("short", 0.5)
+    inst = _instance((_node("n0"),), (long, short))
+    h100 = next(t for t in _catalog() if t.name == "H100-SXM")
+    idle_kwh = 1.2 * (500.0 + h100.idle_w) * 3600 / 3.6e6  # the node is powered for the hour
+
+    def best_cost(job: TrainingJob) -> float:  # cheapest cap: energy + lateness at tier 0
+        return min(1.0 * t.energy_kwh + 10.0 * t.late + t.tardiness_h
+                   for t in (training_terms(inst, job, h100, 1, c, 0, False) for c in h100.power_cap_levels_w))
+
+    # the job left out costs w_U x priority x 1 GPU = 10 (the long one could still finish in time)
+    assert solver.solve(inst, "edf", time_limit_s=5).objective == pytest.approx(idle_kwh + best_cost(long) + 10.0)
+    assert solver.solve(inst, "sjf", time_limit_s=5).objective == pytest.approx(idle_kwh + best_cost(short) + 10.0)
+
+
+# ------------------------------------------------------------------ energy-greedy
+def test_energy_greedy_picks_the_cap_with_fewest_joules_that_meets_the_deadline() -> None:
+    h100 = next(t for t in _catalog() if t.name == "H100-SXM")
+    job = _job("j", 2.0, deadline_s=2.2 * 3600.0)
+    inst = _instance((_node("n0"),), (job,))
+    dec = policy_decision(CompiledInstance(inst), "energy-greedy")
+    on_time = [c for c in h100.power_cap_levels_w
+               if not training_terms(inst, job, h100, 1, c, 0, False).late]
+
+    def joules(c: float) -> float:
+        t = training_terms(inst, job, h100, 1, c, 0, False)
+        return t.power_w * t.duration_s
+
+    assert on_time and len(on_time) < len(h100.power_cap_levels_w)  # the lowest cap would be late
+    assert dec.placements[0].power_cap_w == min(on_time, key=joules)
+
+
+# ------------------------------------------------------------------ FGD
+def test_fragmentation_of_a_node() -> None:
+    half = [TaskClass(500, 1, None, 1.0)]
+    assert fragmentation([600], 0, half) == 0.0
+    assert fragmentation([400], 0, half) == 400.0
+    whole2 = [TaskClass(1000, 2, None, 0.5), TaskClass(300, 1, frozenset({1}), 0.5)]
+    # two full GPUs host a 2-GPU gang: the partial 200 is the fragment; type 0 is not allowed for the share
+    assert fragmentation([1000, 1000, 200], 0, whole2) == pytest.approx(0.5 * 200 + 0.5 * 2200)
+    assert fragmentation([1000, 200], 0, whole2) == pytest.approx(0.5 * 1200 + 0.5 * 1200)
+
+
+def test_fgd_keeps_room_for_a_typical_task_where_best_fit_does_not() -> None:
+    # n0/0 has 600 milli free (a pinned task holds 400); n1/0 is free; the workload is 500-milli tasks
+    pinned = FractionalTask("pinned", 400, 5.0, 600.0, preemptible=False, running=Running(("n0/0",)))
+    small = FractionalTask("small", 200, 3.0, 600.0, priority=2.0)
+    typical = tuple(FractionalTask(f"typ{i}", 500, 8.0, 600.0) for i in range(4))
+    inst = _instance((_node("n0"), _node("n1", rack="r1")), fractional=(pinned, small, *typical))
+    ci = CompiledInstance(inst)
+    # best fit puts the small task on the loaded GPU, leaving 400 milli no typical task can use
+    best_fit = _placed(greedy_decision(ci))
+    assert best_fit["small"] == ("n0/0",)
+    fgd = _placed(solver.solve(inst, "fgd", time_limit_s=5).decision or solver.Decision())
+    assert fgd["small"] == ("n1/0",)
+    # and then two typical tasks fit instead of one next to the small task's leftover
+    assert sum(1 for j in fgd if j.startswith("typ")) == 2
+
+
+def test_fgd_select_on_free_capacity_arrays() -> None:
+    free = np.array([600, 1000, 1000, 0], dtype=np.int64)
+    gpu_node = np.array([0, 1, 1, 2], dtype=np.int64)
+    node_type = np.array([0, 0, 0], dtype=np.int64)
+    half = [TaskClass(500, 1, None, 1.0)]
+    assert fgd_select(free, gpu_node, node_type, np.array([0, 1, 2]), 200, half) == 1
+    assert fgd_select(free, gpu_node, node_type, np.array([0]), 200, half) == 0
+    assert fgd_select(free, gpu_node, node_type, np.array([], dtype=np.int64), 200, half) is None
+    # with a whole-GPU class, breaking the full node costs more than topping up GPU 0
+    gang = [TaskClass(1000, 2, None, 1.0)]
+    assert fgd_select(free, gpu_node, node_type, np.array([0, 1, 2]), 200, gang) == 0
+
+
+def test_workload_classes_weights() -> None:
+    inst = _instance((_node("n0"),), (_job("a", 1.0),),
+                     (FractionalTask("f1", 300, 2.0, 60.0), FractionalTask("f2", 300, 2.0, 60.0)))
+    classes = workload_classes(CompiledInstance(inst))
+    assert [(c.milli, c.gpus, c.weight) for c in classes] == [(300, 1, pytest.approx(2 / 3)),
+                                                              (1000, 1, pytest.approx(1 / 3))]
+    assert fgd_finder(CompiledInstance(inst)) is not None
+
+
+# ------------------------------------------------------------------ speed-ups keep results
+def test_cluster_state_queries_match_a_brute_force() -> None:
+    ci = CompiledInstance(solver.generate("medium", 2))
+    state = ClusterState(ci)
+    rng = np.random.default_rng(0)
+    state.take_whole([int(g) for g in rng.choice(len(ci.gpu_ids), size=len(ci.gpu_ids) // 3, replace=False)])
+    for t in range(len(ci.instance.gpu_types)):
+        for n, tp in ((1, 1), (4, 2), (8, 8), (16, 4)):
+            got = state.find_gang(t, n, tp)
+            doms = [d for d in state.type_domains.get(t, []) if len(state.domain_free[d]) >= n]
+            if doms:
+                best = min(doms, key=lambda d: (len(state.domain_free[d]), d))
+                assert got == state.domain_free[best][:n]
+            elif got is not None:
+                assert len(got) == n and len(set(got)) == n
+                assert all(int(ci.gpu_type[g]) == t for g in got)
+
+
+# ------------------------------------------------------------------ every decision passes the checker
+@settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(family=st.sampled_from(["tiny", "small"]), seed=st.integers(0, 10_000), method=st.sampled_from(HEURISTICS))
+def test_heuristic_decisions_pass_the_checker(family: str, seed: int, method: str) -> None:
+    inst = solver.generate(family, seed)
+    r = solver.solve(inst, method, time_limit_s=30)
+    assert r.status in (Status.FEASIBLE, Status.OPTIMAL), r.attempts
+    assert r.decision is not None
+    report = check(inst, r.decision)
+    assert report.valid and report.objective == pytest.approx(r.objective)
+
+
+@pytest.mark.parametrize("method", HEURISTICS)
+def test_heuristics_are_deterministic(method: str) -> None:
+    inst = solver.generate("small", 5)
+    a = solver.solve(inst, method, time_limit_s=30)
+    b = solver.solve(inst, method, time_limit_s=30)
+    assert a.decision == b.decision
