@@ -21,6 +21,7 @@ on GPU type :math:`X` under power cap :math:`c`):
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -99,7 +100,6 @@ def size_inference(
     budget, a TPOT below the single-sequence step time, or weights that do not fit in
     one NVLink domain of at most 8 GPUs).
     """
-    ctx = service.prompt_tokens + service.output_tokens
     explicit = {name: (tp, rps) for name, tp, rps in service.capacity}
     if explicit:
         if gpu.name not in explicit:
@@ -110,36 +110,11 @@ def size_inference(
         batch = MIN_CONCURRENCY
         prefill_share = 0.5
     else:
-        tp_min = min_tp(model, gpu, ctx)
-        if tp_min is None:
+        profile = replica_profile(model, gpu, cap_w, service.prompt_tokens, service.output_tokens,
+                                  service.ttft_slo_s, service.tpot_slo_s)
+        if profile is None:
             return None
-        tp = tp_min
-        usable = usable_memory_gib(gpu) * GIB * tp
-        kv_room = usable - model.weight_bytes
-        batch_mem = int(kv_room // (ctx * model.kv_bytes_per_token))
-        if batch_mem < 1:
-            return None
-        if _decode_step_s(model, gpu, tp, 1, ctx, cap_w) > service.tpot_slo_s:
-            return None
-        lo, hi = 1, min(batch_mem, MAX_BATCH)
-        while lo < hi:  # largest batch meeting TPOT
-            mid = (lo + hi + 1) // 2
-            if _decode_step_s(model, gpu, tp, mid, ctx, cap_w) <= service.tpot_slo_s:
-                lo = mid
-            else:
-                hi = mid - 1
-        batch = lo
-        decode_tps = batch / _decode_step_s(model, gpu, tp, batch, ctx, cap_w)
-        prefill_demand = gpu.power_model.prefill_frac * gpu.tdp_w
-        prefill_tps = (
-            tp * gpu.bf16_tflops * 1e12 * PREFILL_MFU * tp_efficiency(tp) / (2.0 * model.params_b * 1e9)
-        ) / gpu.power_model.slowdown(prefill_demand, cap_w)
-        prefill_s = service.prompt_tokens / prefill_tps
-        if prefill_s > 0.5 * service.ttft_slo_s:
-            return None
-        decode_s = service.output_tokens / decode_tps
-        rps_max = TARGET_UTILIZATION / (prefill_s + decode_s)
-        prefill_share = prefill_s / (prefill_s + decode_s)
+        tp, rps_max, batch, prefill_share = profile
     replicas = max(1, math.ceil(service.request_rate_rps / rps_max - 1e-9))
     utilization = replica_utilization(service.request_rate_rps, replicas, rps_max)
     pm = gpu.power_model
@@ -158,6 +133,47 @@ def size_inference(
                            + utilization * max(0.0, busy_w - gpu.idle_w - pm.idle_ctx_extra_w)),
         utilization=utilization,
     )
+
+
+@functools.lru_cache(maxsize=8192)
+def replica_profile(model: LlmModel, gpu: GpuType, cap_w: float, prompt_tokens: float, output_tokens: float,
+                    ttft_slo_s: float, tpot_slo_s: float) -> tuple[int, float, int, float] | None:
+    """Rate-independent sizing of one replica: (TP degree, max requests/s at the SLO, batch,
+    prefill share of busy time), or None when the SLOs cannot be met.
+
+    A pure function of its (hashable, frozen) arguments, memoized because many services
+    share a model, GPU type, cap and request shape.
+    """
+    ctx = prompt_tokens + output_tokens
+    tp_min = min_tp(model, gpu, ctx)
+    if tp_min is None:
+        return None
+    tp = tp_min
+    usable = usable_memory_gib(gpu) * GIB * tp
+    kv_room = usable - model.weight_bytes
+    batch_mem = int(kv_room // (ctx * model.kv_bytes_per_token))
+    if batch_mem < 1:
+        return None
+    if _decode_step_s(model, gpu, tp, 1, ctx, cap_w) > tpot_slo_s:
+        return None
+    lo, hi = 1, min(batch_mem, MAX_BATCH)
+    while lo < hi:  # largest batch meeting TPOT
+        mid = (lo + hi + 1) // 2
+        if _decode_step_s(model, gpu, tp, mid, ctx, cap_w) <= tpot_slo_s:
+            lo = mid
+        else:
+            hi = mid - 1
+    batch = lo
+    decode_tps = batch / _decode_step_s(model, gpu, tp, batch, ctx, cap_w)
+    prefill_demand = gpu.power_model.prefill_frac * gpu.tdp_w
+    prefill_tps = (
+        tp * gpu.bf16_tflops * 1e12 * PREFILL_MFU * tp_efficiency(tp) / (2.0 * model.params_b * 1e9)
+    ) / gpu.power_model.slowdown(prefill_demand, cap_w)
+    prefill_s = prompt_tokens / prefill_tps
+    if prefill_s > 0.5 * ttft_slo_s:
+        return None
+    decode_s = output_tokens / decode_tps
+    return tp, TARGET_UTILIZATION / (prefill_s + decode_s), batch, prefill_s / (prefill_s + decode_s)
 
 
 def replica_utilization(rate_rps: float, replicas: int, max_rps_per_replica: float) -> float:
