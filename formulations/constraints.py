@@ -1,0 +1,281 @@
+r"""The constraint families of the exact model, one private method each.
+
+The math of every family is in ``docs/formulations.md``; each method's docstring repeats
+it. Notation: :math:`z_{jit}` option :math:`i` of job :math:`j` within level :math:`t`,
+:math:`\kappa_{ji}` keep, :math:`w_{tuk n\tau}` tier-:math:`t` gangs of size :math:`n` inside
+unit :math:`u`, :math:`g_{ts\tau}` their tp-groups in slot :math:`s`, :math:`P_{k\tau s}`
+pooled tp-groups, :math:`o_v` node on, :math:`n_i` the option's GPUs, :math:`\tau` its tp
+degree, :math:`C_s` slot capacity.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+
+from formulations.linear import Expr, LinearModel
+from formulations.structure import FRAC_CAPACITY, TIER_ANYWHERE, Structure
+from formulations.variables import Variables
+from solver.compiled import Option
+from solver.model import FractionalTask
+
+__all__ = ["FAMILIES", "Constraints"]
+
+#: Constraint families, in the order they are added; identical in every backend.
+FAMILIES: tuple[str, ...] = (
+    "assignment",
+    "gang",
+    "tensor_parallel",
+    "locality",
+    "gpu_capacity",
+    "fractional_capacity",
+    "running",
+    "node_power",
+    "power_budget",
+    "symmetry",
+)
+
+
+def _add_to(expr: Expr, other: Expr, scale: float = 1.0) -> None:
+    for i, a in other.items():
+        expr[i] = expr.get(i, 0.0) + scale * a
+
+
+class Constraints:
+    """Adds every constraint family of :data:`FAMILIES` to a :class:`LinearModel`."""
+
+    def __init__(self, lm: LinearModel, st: Structure, var: Variables) -> None:
+        self.lm, self.st, self.var = lm, st, var
+        self.ci = st.ci
+
+    def add_constraints(self) -> None:
+        """The families, in order (a skipped family's rows are dropped by the model)."""
+        self._assignment()
+        self._gang()
+        self._tensor_parallel()
+        self._locality()
+        self._gpu_capacity()
+        self._fractional_capacity()
+        self._running()
+        self._node_power()
+        self._power_budget()
+        self._symmetry()
+
+    # ------------------------------------------------------------------ helpers
+    def slot_usage(self, s: int) -> Expr:
+        r"""GPUs of slot :math:`s` in use: :math:`\sum_{t,\tau} \tau g_{ts\tau} + \sum_\tau \tau P_{k\tau s}
+        + \text{shared}_s + \sum_{h \in s} u_h + \sum_j occ_{js} \sum_i \kappa_{ji}`."""
+        st, var = self.st, self.var
+        if not hasattr(self, "_usage"):
+            usage: dict[int, Expr] = defaultdict(dict)
+            for (_, s2, tp), x in var.groups.items():
+                usage[s2][x] = float(tp)
+            for (_, tp, s2), x in var.pool.items():
+                usage[s2][x] = float(tp)
+            for s2, x in var.shared.items():
+                usage[s2][x] = 1.0
+            for h, x in var.home_used.items():
+                usage[st.slot_of_gpu[st.home_gpus[h]]][x] = 1.0
+            for (j, _), x in var.keep.items():
+                for s2, n in st.occupancy[j].items():
+                    usage[s2][x] = float(n)
+            self._usage = usage
+        return self._usage.get(s, {})
+
+    def node_load(self, v: int) -> Expr:
+        out: Expr = {}
+        for s in self.st.node_slots[v]:
+            _add_to(out, self.slot_usage(s))
+        return out
+
+    # ------------------------------------------------------------------ families
+    def _assignment(self) -> None:
+        r"""Each job runs at most one option: :math:`\sum_i \kappa_{ji} + \sum_{i,t} z_{jit} \le 1`;
+        fractional: :math:`\kappa_j + \sum_k (x^{new}_{jk} + x^{home}_{jk}) \le 1`."""
+        per_job: dict[int, Expr] = defaultdict(dict)
+        for (j, _, _), x in self.var.z.items():
+            per_job[j][x] = 1.0
+        for (j, _), x in self.var.keep.items():
+            per_job[j][x] = 1.0
+        for j, x in self.var.fkeep.items():
+            per_job[j][x] = 1.0
+        for (j, _), x in self.var.fnew.items():
+            per_job[j][x] = 1.0
+        for (j, _), x in self.var.fhome.items():
+            per_job[j][x] = 1.0
+        for j in sorted(per_job):
+            self.lm.add("assignment", per_job[j], hi=1.0)
+
+    def _gang(self) -> None:
+        r"""All-or-nothing gangs on one type, placed anywhere (tier 4 or tier-free):
+        :math:`\sum_s \tau P_{k\tau s} = \sum_{(j,i,t) \in \text{pool}(k,\tau)} n_i z_{jit}`."""
+        st, var, ci = self.st, self.var, self.ci
+        per_pool: dict[tuple[int, int], Expr] = defaultdict(dict)
+        for (j, i, t), x in var.z.items():
+            c = st.classes[var.class_of[j, i]]
+            if not c.tier_dependent or t == TIER_ANYWHERE:
+                per_pool[c.type_index, c.tp][x] = -float(ci.options[j][i].num_gpus)
+        for (k, tp, _), x in var.pool.items():
+            per_pool[k, tp][x] = float(tp)
+        for key in sorted(per_pool):
+            self.lm.add("gang", per_pool[key], lo=0.0, hi=0.0)
+
+    def _tensor_parallel(self) -> None:
+        r"""Tensor-parallel groups inside one NVLink domain.
+
+        Enforced by construction: placements count whole tp-groups :math:`g_{cs}` and
+        :math:`P_{k\tau s}`, which exist only in slots that are one NVLink domain with
+        :math:`C_s \ge \tau` (bounds :math:`g_{cs} \le \lfloor C_s/\tau \rfloor`). Dropping the
+        family (``skip_families``) builds the structure with every :math:`\tau = 1`.
+        """
+
+    def _locality(self) -> None:
+        r"""A gang of tier :math:`t \le 3` lies inside one unit of level :math:`t`.
+
+        Gangs of equal type :math:`k`, size :math:`n` and tp degree :math:`\tau` are
+        interchangeable, so only their number per unit is decided:
+
+        .. math::
+            \sum_u w_{tukn\tau} = \sum_{i:(k,n,\tau)} z_{jit}, \qquad
+            \sum_n \frac{n}{\tau} w_{tukn\tau} = \sum_{s \in u} g_{ts\tau} \quad \forall t, u, k, \tau.
+
+        Any split of a unit's tier-:math:`t` groups among its tier-:math:`t` gangs keeps
+        every gang inside the unit, so the aggregation is exact.
+        """
+        st, var, ci = self.st, self.var, self.ci
+        count: dict[tuple[int, int, int, int], Expr] = defaultdict(dict)
+        for (j, i, t), x in var.z.items():
+            c = st.classes[var.class_of[j, i]]
+            if c.tier_dependent and t != TIER_ANYWHERE:
+                count[t, c.type_index, ci.options[j][i].num_gpus, c.tp][x] = -1.0
+        flow: dict[tuple[int, int, int, int], Expr] = defaultdict(dict)
+        for (t, u, k, n, tp), x in var.within.items():
+            count[t, k, n, tp][x] = 1.0
+            flow[t, u, k, tp][x] = float(n // tp)
+        for (t, s, tp), x in var.groups.items():
+            slot = st.slots[s]
+            unit = st.unit(t, s)
+            flow[t, -1 if unit is None else unit, slot.type_index, tp][x] = -1.0
+        for key in sorted(count):
+            self.lm.add("locality", count[key], lo=0.0, hi=0.0)
+        for fkey in sorted(flow):
+            self.lm.add("locality", flow[fkey], lo=0.0, hi=0.0)
+
+    def _gpu_capacity(self) -> None:
+        r"""Whole GPUs of a slot: :math:`\text{usage}_s \le C_s` (kept running jobs, new gangs,
+        pooled groups, newly shared and home GPUs)."""
+        for slot in self.st.slots:
+            self.lm.add("gpu_capacity", self.slot_usage(slot.index), hi=float(slot.capacity))
+
+    def _fractional_capacity(self) -> None:
+        r"""Milli-GPU and memory of shared GPUs.
+
+        .. math::
+            \sum_{j \in q} x^{new}_{jk} \le \sum_p a_{pq} y_{kp}, \quad
+            \sum_{s \in k} \text{shared}_s = \sum_p y_{kp}, \quad
+            \sum_{j \in q} x^{home}_{jk} \le \sum_{h \in k} m_{hq},
+
+            \sum_q m_q^{milli} m_{hq} + \sum_{j \to h} m_j^{milli} \kappa_j \le 1000\, u_h, \quad
+            \sum_q \mu_q m_{hq} + \sum_{j \to h} \mu_j \kappa_j \le M_k u_h.
+        """
+        st, var, ci = self.st, self.var, self.ci
+        lm = self.lm
+        inst = ci.instance
+        for k, pats in st.patterns.items():
+            for q in sorted(st.frac_types[k]):
+                expr: Expr = {x: 1.0 for (j, kk), x in var.fnew.items() if kk == k and st.size_of_job[j] == q}
+                for p, pat in enumerate(pats):
+                    if pat[q]:
+                        expr[var.pattern[k, p]] = -float(pat[q])
+                lm.add("fractional_capacity", expr, hi=0.0)
+            bal: Expr = {var.shared[s.index]: 1.0 for s in st.slots if s.type_index == k}
+            for p in range(len(pats)):
+                bal[var.pattern[k, p]] = -1.0
+            lm.add("fractional_capacity", bal, lo=0.0, hi=0.0)
+        home_types = sorted({int(ci.gpu_type[g]) for g in st.home_gpus})
+        for k in home_types:
+            for q in sorted(st.frac_types.get(k, ())):
+                expr = {x: 1.0 for (j, kk), x in var.fhome.items() if kk == k and st.size_of_job[j] == q}
+                for h, g in enumerate(st.home_gpus):
+                    if int(ci.gpu_type[g]) == k:
+                        expr[var.join[h, q]] = -1.0
+                lm.add("fractional_capacity", expr, hi=0.0)
+        for h, g in enumerate(st.home_gpus):
+            milli: Expr = {var.home_used[h]: -float(FRAC_CAPACITY)}
+            mem: Expr = {var.home_used[h]: -inst.gpu_types[int(ci.gpu_type[g])].memory_gib}
+            for (hh, q), x in var.join.items():
+                if hh == h:
+                    milli[x] = float(st.size_classes[q][0])
+                    mem[x] = st.size_classes[q][1]
+            for j, x in var.fkeep.items():
+                if st.home_of_job[j] == h:
+                    job = ci.jobs[j]
+                    assert isinstance(job, FractionalTask)
+                    milli[x] = milli.get(x, 0.0) + job.gpu_milli
+                    mem[x] = mem.get(x, 0.0) + job.memory_gib
+            lm.add("fractional_capacity", milli, hi=0.0)
+            lm.add("fractional_capacity", mem, hi=0.0)
+
+    def _running(self) -> None:
+        r"""Non-preemptible running jobs stay where they are: :math:`\sum_i \kappa_{ji} = 1`
+        (whole GPUs), :math:`\kappa_j = 1` (fractional)."""
+        st, var, ci = self.st, self.var, self.ci
+        for j, job in enumerate(ci.jobs):
+            if job.running is None or job.preemptible:
+                continue
+            if j in st.size_of_job:
+                expr: Expr = {var.fkeep[j]: 1.0} if j in var.fkeep else {}
+            else:
+                expr = {x: 1.0 for (jj, _), x in var.keep.items() if jj == j}
+            if not expr:
+                self.lm.infeasible_reason = f"running job '{job.id}' cannot stay on its GPUs"
+                continue
+            self.lm.add("running", expr, lo=1.0, hi=1.0)
+
+    def _node_power(self) -> None:
+        r"""A node runs work only if powered: :math:`\sum_{s \in v} \text{usage}_s \le C_v o_v`."""
+        st, var, lm = self.st, self.var, self.lm
+        for v, x in var.on.items():
+            expr = self.node_load(v)
+            expr[x] = -float(st.node_capacity[v])
+            lm.add("node_power", expr, hi=0.0)
+
+    def _power_budget(self) -> None:
+        r"""Cluster power: :math:`\sum_v P^{idle}_v o_v + \sum p_{ji} (z, \kappa, x) \le B` (watts)."""
+        ci, var = self.ci, self.var
+        inst = ci.instance
+        if inst.power_budget_w is None:
+            return
+        expr: Expr = {}
+        fixed = 0.0
+        for v in range(len(inst.nodes)):
+            if v in var.on:
+                expr[var.on[v]] = ci.node_idle_power_w(v)
+            else:
+                fixed += ci.node_idle_power_w(v)
+        for (j, i, t), x in var.z.items():
+            expr[x] = ci.options[j][i].terms[t][0].power_w
+        for (j, i), x in var.keep.items():
+            expr[x] = self.st.keep_terms(j, i).power_w
+        for j, x in var.fkeep.items():
+            expr[x] = self._frac_option(j, self.st.home_gpus[self.st.home_of_job[j]]).terms[0][0].power_w
+        for (j, k), x in (*var.fnew.items(), *var.fhome.items()):
+            expr[x] = next(o for o in ci.options[j] if o.type_index == k).terms[0][0].power_w
+        self.lm.add("power_budget", expr, hi=inst.power_budget_w - fixed)
+
+    def _frac_option(self, j: int, gpu: int) -> Option:
+        k = int(self.ci.gpu_type[gpu])
+        return next(o for o in self.ci.options[j] if o.type_index == k)
+
+    def _symmetry(self) -> None:
+        r"""Interchangeable nodes :math:`v_1, \dots, v_m` (same rack, type, domains, host power,
+        no running work) are used in order: :math:`\text{load}_{v_r} \ge \text{load}_{v_{r+1}}`,
+        :math:`o_{v_r} \ge o_{v_{r+1}}`."""
+        var = self.var
+        for nodes in self.st.symmetry_classes:
+            for a, b in itertools.pairwise(nodes):
+                expr = self.node_load(a)
+                _add_to(expr, self.node_load(b), -1.0)
+                self.lm.add("symmetry", expr, lo=0.0)
+                if a in var.on:
+                    self.lm.add("symmetry", {var.on[a]: 1.0, var.on[b]: -1.0}, lo=0.0)

@@ -1,0 +1,194 @@
+r"""MILP backends: HiGHS (through ``highspy``) and CBC (through PuLP).
+
+Both translate the same :class:`~formulations.linear.LinearModel`, so the constraint
+families are identical to CP-SAT's. Bounds are read natively: HiGHS's
+``mip_dual_bound``; CBC's best possible objective from its log, because PuLP reports
+"Optimal" after a time limit. :func:`lower_bound` solves the LP relaxation with HiGHS.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+import tempfile
+
+import highspy
+import numpy as np
+import numpy.typing as npt
+import pulp
+
+from formulations.model import ExactModel
+from formulations.runner import Backend, BackendResult, Report, run_backend
+from solver.compiled import CompiledInstance
+from solver.methods import MethodOutput
+from solver.result import Decision, Status
+from solver.stop import Deadline
+
+__all__ = ["lower_bound", "solve_cbc", "solve_highs"]
+
+DEFAULT_THREADS = 2
+MIP_REL_GAP = 1e-7
+#: HiGHS overruns its own time limit on large models; it is given this share of the time left.
+HIGHS_TIME_SHARE = 0.85
+
+
+def _new_highs() -> highspy.Highs:
+    """A HiGHS instance, created with stdout silenced (highspy prints a banner on construction)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            return highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _highs(model: ExactModel, limit_s: float, seed: int, threads: int, relax: bool = False) -> highspy.Highs:
+    lm = model.lm
+    h = _new_highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("time_limit", float(max(limit_s, 0.01)))
+    h.setOptionValue("random_seed", int(seed))
+    h.setOptionValue("threads", int(threads))
+    h.setOptionValue("mip_rel_gap", MIP_REL_GAP)
+    h.setOptionValue("mip_abs_gap", MIP_REL_GAP)
+    n = lm.num_vars
+    inf = highspy.kHighsInf
+    lb = np.array(lm.lb, dtype=np.float64)
+    ub = np.array(lm.ub, dtype=np.float64)
+    h.addVars(n, lb, ub)
+    idx = np.arange(n, dtype=np.int32)
+    h.changeColsCost(n, idx, lm.objective_array())
+    h.changeObjectiveOffset(lm.constant)
+    if not relax:
+        h.changeColsIntegrality(n, idx, np.array([highspy.HighsVarType.kInteger] * n))
+    starts, index, value = lm.csr()
+    lo = np.array([max(r.lo, -inf) for r in lm.rows], dtype=np.float64)
+    hi = np.array([min(r.hi, inf) for r in lm.rows], dtype=np.float64)
+    if lm.rows:
+        h.addRows(len(lm.rows), lo, hi, len(index), starts[:-1].astype(np.int32), index, value)
+    return h
+
+
+def _highs_backend(threads: int) -> Backend:
+    def backend(model: ExactModel, hint_values: npt.NDArray[np.float64], limit_s: float, seed: int,
+                report: Report) -> BackendResult:
+        h = _highs(model, HIGHS_TIME_SHARE * limit_s, seed, threads)
+        sol = highspy.HighsSolution()
+        sol.col_value = list(hint_values)
+        h.setSolution(sol)
+        h.run()
+        ms = h.getModelStatus()
+        info = h.getInfo()
+        name = h.modelStatusToString(ms)
+        if ms == highspy.HighsModelStatus.kInfeasible:
+            return BackendResult(Status.INFEASIBLE, None, None, None, "HiGHS proved the model infeasible")
+        bound = float(info.mip_dual_bound) if math.isfinite(info.mip_dual_bound) else None
+        if info.primal_solution_status != 2:  # kSolutionStatusFeasible
+            return BackendResult(Status.NO_SOLUTION, None, None, bound, f"HiGHS: {name}")
+        values = np.array(h.getSolution().col_value, dtype=np.float64)
+        status = Status.OPTIMAL if ms == highspy.HighsModelStatus.kOptimal else Status.FEASIBLE
+        return BackendResult(status, values, model.lm.evaluate(np.rint(values)), bound, f"HiGHS {name}")
+
+    return backend
+
+
+def solve_highs(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int, *,
+                skip_families: frozenset[str] = frozenset(), num_workers: int | None = None) -> MethodOutput:
+    """Solve the exact model with HiGHS (method ``milp-highs``); bound = ``mip_dual_bound``."""
+    return run_backend(ci, deadline, hint, seed, _highs_backend(num_workers or DEFAULT_THREADS), skip_families)
+
+
+# ---------------------------------------------------------------------------------- CBC
+_CBC_RESULT = re.compile(r"^Result - (.*)$", re.M)
+_CBC_OBJ = re.compile(r"^Objective value:\s+(\S+)", re.M)
+_CBC_LB = re.compile(r"^Lower bound:\s+(\S+)", re.M)
+
+
+def cbc_log_bound(log: str) -> tuple[str, float | None]:
+    """CBC's result line and proven bound (objective without constant) from its log.
+
+    ``Result - Optimal solution found`` proves the objective value; on a stop (time or
+    node limit) CBC prints ``Lower bound:``, the best possible objective.
+    """
+    result = _CBC_RESULT.findall(log)
+    line = result[-1].strip() if result else ""
+    if line.startswith("Optimal"):
+        obj = _CBC_OBJ.findall(log)
+        return line, float(obj[-1]) if obj else None
+    lb = _CBC_LB.findall(log)
+    return line, float(lb[-1]) if lb else None
+
+
+def _cbc_backend(threads: int) -> Backend:
+    def backend(model: ExactModel, hint_values: npt.NDArray[np.float64], limit_s: float, seed: int,
+                report: Report) -> BackendResult:
+        lm = model.lm
+        prob = pulp.LpProblem("gpuplan", pulp.LpMinimize)
+        xs = [pulp.LpVariable(f"x{i}", lb, ub, cat=pulp.LpInteger) for i, (lb, ub) in enumerate(
+            zip(lm.lb, lm.ub, strict=True))]
+        obj = lm.objective()
+        prob += pulp.LpAffineExpression([(xs[i], c) for i, c in sorted(obj.items())])
+        for k, r in enumerate(lm.rows):
+            expr = pulp.LpAffineExpression([(xs[i], a) for i, a in zip(r.index, r.value, strict=True)])
+            if r.lo == r.hi:
+                prob += pulp.LpConstraint(expr, pulp.LpConstraintEQ, f"r{k}", r.lo)
+            else:
+                if r.lo > -math.inf:
+                    prob += pulp.LpConstraint(expr, pulp.LpConstraintGE, f"r{k}l", r.lo)
+                if r.hi < math.inf:
+                    prob += pulp.LpConstraint(expr, pulp.LpConstraintLE, f"r{k}u", r.hi)
+        for x, v in zip(xs, hint_values, strict=True):
+            x.setInitialValue(float(round(v)))
+        with tempfile.TemporaryDirectory(prefix="gpuplan-cbc-") as tmp:
+            log_path = os.path.join(tmp, "cbc.log")
+            limit = lm.deadline.remaining() - 0.3 if lm.deadline is not None else limit_s
+            solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=max(1, int(min(limit_s, limit))), threads=threads,
+                                       warmStart=True, logPath=log_path, gapRel=0.0, gapAbs=0.0,
+                                       keepFiles=False, options=[f"randomCbcSeed {seed + 1}"])
+            code = prob.solve(solver)
+            with open(log_path) as f:
+                log = f.read()
+        line, raw_bound = cbc_log_bound(log)
+        bound = raw_bound + lm.constant if raw_bound is not None else None
+        if "infeasible" in line.lower() or (code == pulp.LpStatusInfeasible and not line):
+            return BackendResult(Status.INFEASIBLE, None, None, None, f"CBC: {line or 'infeasible'}")
+        values = np.array([x.varValue if x.varValue is not None else np.nan for x in xs], dtype=np.float64)
+        if np.isnan(values).any() or prob.sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
+            return BackendResult(Status.NO_SOLUTION, None, None, bound, f"CBC: {line or 'no solution'}")
+        values = np.rint(values)
+        status = Status.OPTIMAL if line.startswith("Optimal") else Status.FEASIBLE
+        return BackendResult(status, values, lm.evaluate(values), bound, f"CBC: {line}")
+
+    return backend
+
+
+def solve_cbc(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int, *,
+              skip_families: frozenset[str] = frozenset(), num_workers: int | None = None) -> MethodOutput:
+    """Solve the exact model with CBC through PuLP (method ``milp-cbc``); bound from CBC's log."""
+    return run_backend(ci, deadline, hint, seed, _cbc_backend(num_workers or DEFAULT_THREADS), skip_families)
+
+
+# ---------------------------------------------------------------------------------- LP bound
+def _lp_backend(model: ExactModel, hint_values: npt.NDArray[np.float64], limit_s: float, seed: int,
+                report: Report) -> BackendResult:
+    h = _highs(model, limit_s, seed, 1, relax=True)
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return BackendResult(Status.NO_SOLUTION, None, None, None, "LP relaxation not solved")
+    z = float(h.getInfo().objective_function_value)
+    return BackendResult(Status.FEASIBLE, None, None, z - 1e-7 * max(1.0, abs(z)), "LP relaxation")
+
+
+def lower_bound(ci: CompiledInstance, deadline: Deadline) -> float | None:
+    r"""A valid lower bound: the LP relaxation of the exact model, solved by HiGHS.
+
+    The model is exact and its symmetry rows keep an optimal solution, so
+    :math:`z_{LP} \le z^*`. None when the relaxation is not solved in time.
+    """
+    out = run_backend(ci, deadline, Decision(), 0, _lp_backend)
+    return out.bound

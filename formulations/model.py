@@ -1,0 +1,319 @@
+r"""The exact model: build it once, translate a decision into variable values, and back.
+
+:class:`ExactModel` builds the backend-neutral :class:`~formulations.linear.LinearModel`
+(structure, variables, constraint families, objective terms), turns a
+:class:`~solver.result.Decision` into a full assignment (the warm start of every
+backend, canonicalized for the symmetry-breaking rows) and maps a solver's assignment to
+exact GPU ids deterministically (:meth:`ExactModel.decode`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from formulations.constraints import Constraints
+from formulations.linear import LinearModel
+from formulations.objective import Objective
+from formulations.structure import TIER_ANYWHERE, Structure
+from formulations.variables import Variables, make_variables
+from solver.compiled import CompiledInstance, Option
+from solver.model import FractionalTask
+from solver.result import Decision, Placement
+from solver.stop import Deadline
+
+__all__ = ["ExactModel"]
+
+
+class ExactModel:
+    """The exact snapshot model of ``ci`` as a :class:`LinearModel`.
+
+    Parameters
+    ----------
+    ci
+        Compiled instance.
+    deadline
+        Building raises :class:`~formulations.linear.BuildTimeout` once it expires.
+    skip_families
+        Constraint families to drop (tests show each one changes the answer).
+    """
+
+    def __init__(self, ci: CompiledInstance, deadline: Deadline | None = None,
+                 skip_families: frozenset[str] = frozenset()) -> None:
+        self.ci = ci
+        self.st = Structure(ci, tensor_parallel="tensor_parallel" not in skip_families,
+                            locality="locality" not in skip_families)
+        self.lm = LinearModel(deadline, skip_families)
+        self.var: Variables = make_variables(self.lm, self.st)
+        self.lm.check_time()
+        Constraints(self.lm, self.st, self.var).add_constraints()
+        Objective(self.lm, self.st, self.var).add_objective()
+
+    # ------------------------------------------------------------------ decision -> values
+    def values_of(self, decision: Decision) -> npt.NDArray[np.float64]:
+        """A full assignment representing ``decision`` (entries it cannot express stay 0)."""
+        ci, st, var = self.ci, self.st, self.var
+        x = np.zeros(self.lm.num_vars)
+        groups: dict[tuple[int, int, int], int] = defaultdict(int)  # (tier, slot, tp)
+        pool: dict[tuple[int, int, int], int] = defaultdict(int)
+        within: dict[tuple[int, int, int, int, int], int] = defaultdict(int)  # (tier, first slot, k, n, tp)
+        bins: dict[int, list[int]] = defaultdict(list)
+        join: dict[tuple[int, int], int] = defaultdict(int)
+        home_index = {g: h for h, g in enumerate(st.home_gpus)}
+        used_nodes: set[int] = set()
+        for p in decision.placements:
+            j = ci.job_index.get(p.job)
+            if j is None or not p.gpus or any(g not in ci.gpu_index for g in p.gpus):
+                continue
+            job = ci.jobs[j]
+            gpus = [ci.gpu_index[g] for g in p.gpus]
+            used_nodes.update(int(ci.gpu_node[g]) for g in gpus)
+            k = int(ci.gpu_type[gpus[0]])
+            if isinstance(job, FractionalTask):
+                g = gpus[0]
+                if g in home_index:
+                    h = home_index[g]
+                    x[var.home_used[h]] = 1
+                    if st.home_of_job.get(j) == h and j in var.fkeep:
+                        x[var.fkeep[j]] = 1
+                    elif (j, k) in var.fhome:
+                        x[var.fhome[j, k]] = 1
+                        join[h, st.size_of_job[j]] += 1
+                elif (j, k) in var.fnew:
+                    x[var.fnew[j, k]] = 1
+                    bins[g].append(j)
+                continue
+            if job.running is not None and set(p.gpus) == set(job.running.gpus):
+                # the hint's cap, else the kept option that dominates it (same tp, cheapest cap)
+                kept = next((i for i in st.keep_options.get(j, ()) if ci.options[j][i].tp == p.tp
+                             and abs(ci.options[j][i].power_cap_w - p.power_cap_w) < 1e-6
+                             and (j, i) in var.keep), None)
+                if kept is None:
+                    kept = next((i for i in st.keep_options.get(j, ()) if ci.options[j][i].tp == p.tp
+                                 and (j, i) in var.keep), None)
+                if kept is not None:
+                    x[var.keep[j, kept]] = 1
+                    continue
+            i = next((i for i, o in enumerate(ci.options[j]) if o.type_index == k and o.num_gpus == len(gpus)
+                      and abs(o.power_cap_w - p.power_cap_w) < 1e-6 and o.tp == p.tp), None)
+            if i is None:
+                continue
+            c_index = var.class_of.get((j, i))
+            if c_index is None:
+                continue
+            c = st.classes[c_index]
+            per_slot: dict[int, int] = defaultdict(int)
+            for g in gpus:
+                per_slot[st.slot_of_gpu[g]] += 1
+            # the hint's cap, or the cap that dominates it at that tier (same GPUs, cheaper)
+            same = [ii for ii in c.options if ci.options[j][ii].num_gpus == len(gpus)]
+            if c.tier_dependent:
+                tier = ci.tier(gpus)
+                ts = [(t, z) for t, z in var.tiers_of(j, i) if t >= tier]
+                if not ts or min(ts)[0] != tier:
+                    ts = [(t, z) for ii in same for t, z in var.tiers_of(j, ii) if t >= tier] or ts
+                if not ts:
+                    continue
+                t, z = min(ts)
+                x[z] = 1
+                if t == TIER_ANYWHERE:
+                    for s, n in per_slot.items():
+                        pool[c.type_index, c.tp, s] += n // c.tp
+                else:
+                    within[t, min(per_slot), c.type_index, len(gpus), c.tp] += 1
+                    for s, n in per_slot.items():
+                        groups[t, s, c.tp] += n // c.tp
+            else:
+                z0 = var.z.get((j, i, 0))
+                if z0 is None:
+                    z0 = next(var.z[j, ii, 0] for ii in same if (j, ii, 0) in var.z)
+                x[z0] = 1
+                for s, n in per_slot.items():
+                    pool[c.type_index, c.tp, s] += n // c.tp
+        shared: dict[int, int] = defaultdict(int)
+        pattern: dict[tuple[int, int], int] = defaultdict(int)
+        for g, jobs in bins.items():
+            k = int(ci.gpu_type[g])
+            shared[st.slot_of_gpu[g]] += 1
+            need = [0] * len(st.size_classes)
+            for j in jobs:
+                need[st.size_of_job[j]] += 1
+            p_index = next((p for p, pat in enumerate(st.patterns.get(k, []))
+                            if all(a >= b for a, b in zip(pat, need, strict=True))), None)
+            if p_index is not None:
+                pattern[k, p_index] += 1
+        on = {v: 1 for v in range(len(ci.instance.nodes))}
+        for nid in decision.powered_off_nodes:
+            v = next((v for v, n in enumerate(ci.instance.nodes) if n.id == nid), None)
+            if v is not None and v not in used_nodes:
+                on[v] = 0
+        # canonical order of interchangeable nodes (matches the symmetry rows)
+        slot_map = {s.index: s.index for s in st.slots}
+        node_map = {v: v for v in on}
+        load: dict[int, int] = defaultdict(int)
+        for (_, s, tp), n in groups.items():
+            load[st.slots[s].node] += n * tp
+        for (_, tp, s), n in pool.items():
+            load[st.slots[s].node] += n * tp
+        for s, n in shared.items():
+            load[st.slots[s].node] += n
+        if "symmetry" not in self.lm.skip_families:
+            for nodes in st.symmetry_classes:
+                order = sorted(nodes, key=lambda v: (-load[v], -on[v], v))
+                for new, old in zip(nodes, order, strict=True):
+                    node_map[old] = new
+                    for a, b in zip(st.node_slots[old], st.node_slots[new], strict=True):
+                        slot_map[a] = b
+        for (t, s, tp), n in groups.items():
+            if (t, slot_map[s], tp) in var.groups:
+                x[var.groups[t, slot_map[s], tp]] += n
+        for (t, s, k, n, tp), count in within.items():
+            u = st.unit(t, slot_map[s])
+            if u is not None and (t, u, k, n, tp) in var.within:
+                x[var.within[t, u, k, n, tp]] += count
+        for (k, tp, s), n in pool.items():
+            if (k, tp, slot_map[s]) in var.pool:
+                x[var.pool[k, tp, slot_map[s]]] += n
+        for s, n in shared.items():
+            x[var.shared[slot_map[s]]] += n
+        for key, n in pattern.items():
+            x[var.pattern[key]] = n
+        for key, n in join.items():
+            x[var.join[key]] = n
+        for v, flag in on.items():
+            if v in var.on:
+                x[var.on[node_map[v]]] = flag
+        return np.clip(x, self.lm.lb, self.lm.ub)
+
+    # ------------------------------------------------------------------ values -> decision
+    def decode(self, values: npt.ArrayLike) -> Decision:
+        """Map an assignment to exact GPU ids, deterministically (slot and job order).
+
+        Whole-GPU groups take the free GPUs of their slot (a migrating job prefers GPUs
+        it does not already hold); new shared GPUs are filled pattern by pattern.
+        Assignments that break skipped families still yield a decision (the checker
+        then reports what is wrong).
+        """
+        ci, st, var = self.ci, self.st, self.var
+        inst = ci.instance
+        val = np.rint(np.asarray(values, dtype=np.float64)).astype(np.int64)
+        placements: dict[int, Placement] = {}
+        taken: set[int] = set()
+        for (j, i), x in var.keep.items():
+            if val[x]:
+                job = ci.jobs[j]
+                assert job.running is not None
+                gpus = sorted((ci.gpu_index[g] for g in job.running.gpus), key=lambda g: (int(ci.gpu_domain[g]), g))
+                taken.update(gpus)
+                o = ci.options[j][i]
+                placements[j] = self._placement(j, gpus, o.power_cap_w, o.tp)
+        for j, x in var.fkeep.items():
+            if val[x]:
+                taken.add(st.home_gpus[st.home_of_job[j]])
+        for h, x in var.home_used.items():
+            if val[x]:
+                taken.add(st.home_gpus[h])
+        free = {s.index: [g for g in s.gpus if g not in taken] for s in st.slots}
+
+        def take(s: int, n: int, avoid: frozenset[int]) -> list[int]:
+            pick = [g for g in free[s] if g not in avoid][:n]
+            pick += [g for g in free[s] if g in avoid][: n - len(pick)]
+            for g in pick:
+                free[s].remove(g)
+            if len(pick) < n:  # only when a capacity family was skipped
+                pick += list(st.slots[s].gpus[: n - len(pick)])
+            return pick
+
+        def avoid_of(j: int) -> frozenset[int]:
+            run = ci.jobs[j].running
+            return frozenset(ci.gpu_index[g] for g in run.gpus) if run is not None else frozenset()
+
+        pooled: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)  # (k, tp) -> [(job, option)]
+        tiered: dict[tuple[int, int, int, int], list[tuple[int, int]]] = defaultdict(list)  # (t, k, n, tp)
+        for (j, i, t), x in sorted(var.z.items()):
+            if not val[x]:
+                continue
+            c = st.classes[var.class_of[j, i]]
+            if c.tier_dependent and t != TIER_ANYWHERE:
+                tiered[t, c.type_index, ci.options[j][i].num_gpus, c.tp].append((j, i))
+            else:
+                pooled[c.type_index, c.tp].append((j, i))
+
+        def groups_of(queue: list[int], j: int, o: Option, tp: int, k: int) -> list[int]:
+            placed: list[int] = []
+            for _ in range(o.num_gpus // tp):
+                s = queue.pop(0) if queue else next(sl.index for sl in st.slots if sl.type_index == k)
+                placed += take(s, tp, avoid_of(j))
+            return placed
+
+        # tier-t gangs: jobs to units by the counts, then each takes its groups from the unit's slots
+        unit_jobs: dict[tuple[int, int, int, int], list[tuple[int, int]]] = defaultdict(list)  # (t, u, k, tp)
+        for (t, k, n, tp), jobs in sorted(tiered.items()):
+            units = [u for (tt, u, kk, nn, pp), x in sorted(var.within.items())
+                     if (tt, kk, nn, pp) == (t, k, n, tp) for _ in range(int(val[x]))]
+            for r, ji in enumerate(jobs):
+                unit_jobs[t, units[r] if r < len(units) else -1, k, tp].append(ji)
+        for (t, u, k, tp), jobs in sorted(unit_jobs.items()):
+            queue = [s for (tt, s, pp), x in sorted(var.groups.items())
+                     if tt == t and pp == tp and st.unit(t, s) == u and st.slots[s].type_index == k
+                     for _ in range(int(val[x]))]
+            for j, i in jobs:
+                o = ci.options[j][i]
+                placements[j] = self._placement(j, groups_of(queue, j, o, tp, k), o.power_cap_w, o.tp)
+        for (k, tp), jobs in sorted(pooled.items()):
+            queue = [s for s in range(len(st.slots)) for _ in range(int(val[var.pool[k, tp, s]])
+                                                                      if (k, tp, s) in var.pool else 0)]
+            for j, i in jobs:
+                o = ci.options[j][i]
+                placements[j] = self._placement(j, groups_of(queue, j, o, tp, k), o.power_cap_w, o.tp)
+        self._decode_fractional(val, placements, take)
+        off: tuple[str, ...] = ()
+        if inst.objective.allow_power_down:
+            off = tuple(inst.nodes[v].id for v, x in var.on.items() if not val[x])
+        return Decision(tuple(placements[j] for j in sorted(placements)), off)
+
+    def _decode_fractional(self, val: npt.NDArray[np.int64], placements: dict[int, Placement],
+                           take: Callable[[int, int, frozenset[int]], list[int]]) -> None:
+        ci, st, var = self.ci, self.st, self.var
+        for j, x in var.fkeep.items():
+            if val[x]:
+                placements[j] = self._placement(j, [st.home_gpus[st.home_of_job[j]]], None, 1)
+        for k, pats in st.patterns.items():
+            gpus: list[int] = []
+            for s in st.slots:
+                if s.type_index == k and s.index in var.shared:
+                    gpus += take(s.index, int(val[var.shared[s.index]]), frozenset())
+            room = [list(pats[p]) for p in range(len(pats)) for _ in range(int(val[var.pattern[k, p]]))]
+            for (j, kk), x in sorted(var.fnew.items()):
+                if kk != k or not val[x]:
+                    continue
+                q = st.size_of_job[j]
+                b = next((b for b, r in enumerate(room) if r[q] > 0 and b < len(gpus)), None)
+                if b is None:  # only when the fractional family was skipped
+                    g = gpus[0] if gpus else next(s.gpus[0] for s in st.slots if s.type_index == k)
+                else:
+                    room[b][q] -= 1
+                    g = gpus[b]
+                placements[j] = self._placement(j, [g], None, 1)
+        room_home = {(h, q): int(val[x]) for (h, q), x in var.join.items()}
+        for (j, k), x in sorted(var.fhome.items()):
+            if not val[x]:
+                continue
+            q = st.size_of_job[j]
+            h = next((h for (h, qq), n in room_home.items() if qq == q and n > 0
+                      and int(ci.gpu_type[st.home_gpus[h]]) == k), None)
+            if h is None:
+                h = next(h for h, g in enumerate(st.home_gpus) if int(ci.gpu_type[g]) == k)
+            else:
+                room_home[h, q] -= 1
+            placements[j] = self._placement(j, [st.home_gpus[h]], None, 1)
+
+    def _placement(self, j: int, gpus: list[int], cap_w: float | None, tp: int) -> Placement:
+        ci = self.ci
+        if cap_w is None:  # fractional: the option of the GPU's type
+            k = int(ci.gpu_type[gpus[0]])
+            cap_w = next(o.power_cap_w for o in ci.options[j] if o.type_index == k)
+        return Placement(ci.jobs[j].id, tuple(ci.gpu_ids[g] for g in gpus), cap_w, ci.instance.now_s, tp)

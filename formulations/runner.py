@@ -1,0 +1,158 @@
+r"""Run a backend under a hard wall-clock deadline, in a child process.
+
+Solvers do not always honour their own time limits (HiGHS has been measured running 42 s
+past a 10 s limit), and building a large model takes time too. :func:`run_backend`
+therefore forks a child in its own session that builds the model, warm-starts and runs
+the backend, decodes the assignment and sends it back through a pipe; incumbents are
+streamed as they are found. The parent kills the child's whole process group (the child
+and any solver binary it started) once the deadline plus ``grace_s`` passes, and keeps
+the last decision it received. The warm start, when it satisfies every row, is sent first,
+so a backend killed before finding anything still returns a decision (status ``feasible``,
+message "killed at the deadline; last incumbent returned").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from formulations.linear import BuildTimeout
+from formulations.model import ExactModel
+from formulations.structure import ModelTooLarge
+from solver.compiled import CompiledInstance
+from solver.heuristics import greedy_decision
+from solver.methods import MethodOutput
+from solver.result import Decision, Status
+from solver.stop import Deadline
+
+__all__ = ["Backend", "BackendResult", "run_backend"]
+
+#: Seconds after the deadline before the child is killed (the contract allows 1 s in total).
+GRACE_S = 0.1
+#: Seconds kept back from the solver for decoding and sending the result.
+DECODE_RESERVE_S = 0.4
+
+
+@dataclass(frozen=True)
+class BackendResult:
+    """What a backend reports: claimed status, assignment, model objective, proven bound."""
+
+    status: Status
+    values: npt.NDArray[np.float64] | None
+    objective: float | None
+    bound: float | None
+    message: str = ""
+
+
+#: ``report(values, objective, bound)`` streams an incumbent to the parent.
+Report = Callable[[npt.NDArray[np.float64], float, float | None], None]
+#: ``backend(model, hint_values, time_limit_s, seed, report) -> BackendResult``.
+Backend = Callable[[ExactModel, npt.NDArray[np.float64], float, int, Report], BackendResult]
+
+
+def run_backend(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int, backend: Backend,
+                skip_families: frozenset[str] = frozenset(), grace_s: float = GRACE_S) -> MethodOutput:
+    """Build the exact model and run ``backend`` on it within ``deadline`` (hard).
+
+    Returns
+    -------
+    MethodOutput
+        The final result if the child finished, else its last streamed incumbent
+        (``feasible``), else ``no_solution``. Never raises for infeasibility or time-outs.
+    """
+    ctx = multiprocessing.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(ci, deadline, hint, seed, backend, skip_families, send), daemon=True)
+    proc.start()
+    send.close()
+    end = deadline.start + deadline.limit_s + grace_s
+    last: tuple[Any, ...] | None = None
+    final: tuple[Any, ...] | None = None
+    while final is None:
+        left = end - time.perf_counter()
+        if left <= 0:
+            break
+        if recv.poll(min(left, 0.05)):
+            try:
+                msg = recv.recv()
+            except EOFError:
+                break
+            if msg[0] == "final":
+                final = msg
+            else:
+                last = msg
+        elif not proc.is_alive() and not recv.poll(0):
+            break
+    killed = proc.is_alive() and final is None
+    if proc.is_alive() and proc.pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.join(0.2)  # a killed child is reaped later by multiprocessing if it is slow to go
+    recv.close()
+    if final is not None:
+        _, status, decision, objective, bound, message = final
+        if decision is None and last is not None and status not in (Status.INFEASIBLE, Status.ERROR):
+            _, decision, objective, last_bound = last
+            bound = bound if bound is not None else last_bound
+            status = Status.FEASIBLE
+        return MethodOutput(decision, status, bound, message, objective)
+    note = "killed at the deadline" if killed else "backend process ended without a result"
+    if last is not None:
+        _, decision, objective, bound = last
+        return MethodOutput(decision, Status.FEASIBLE, bound, f"{note}; last incumbent returned", objective)
+    return MethodOutput(None, Status.NO_SOLUTION, None, note)
+
+
+def _child(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int, backend: Backend,
+           skip_families: frozenset[str], send: Connection) -> None:
+    os.setsid()
+    try:
+        send.send(("final", *_solve(ci, deadline, hint, seed, backend, skip_families, send)))
+    except BaseException as exc:  # report, never hang the parent
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        send.send(("final", Status.ERROR, None, None, None,
+                   f"{type(exc).__name__}: {exc} [{where.filename}:{where.lineno} {where.line}]"))
+    finally:
+        send.close()
+        os._exit(0)
+
+
+def _solve(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int, backend: Backend,
+           skip_families: frozenset[str], send: Connection) -> tuple[Any, ...]:
+    try:
+        model = ExactModel(ci, deadline, skip_families)
+    except BuildTimeout as exc:
+        return Status.NO_SOLUTION, None, None, None, str(exc)
+    except ModelTooLarge as exc:
+        return Status.ERROR, None, None, None, str(exc)
+    if model.lm.infeasible_reason:
+        return Status.INFEASIBLE, None, None, None, model.lm.infeasible_reason
+    if model.lm.num_vars == 0:  # nothing to decide: every job unplaced, every node as it must be
+        z = model.lm.constant
+        return Status.OPTIMAL, model.decode(np.zeros(0)), z, z, "empty model"
+    start = hint if hint is not None else greedy_decision(ci)
+    hint_values = model.values_of(start)
+
+    def report(values: npt.NDArray[np.float64], objective: float, bound: float | None) -> None:
+        send.send(("solution", model.decode(values), objective, bound))
+
+    if not model.lm.violated(hint_values):  # the warm start is the first incumbent
+        report(hint_values, model.lm.evaluate(hint_values), None)
+    limit = deadline.remaining() - min(DECODE_RESERVE_S, 0.2 * deadline.limit_s)
+    if limit <= 0:
+        return Status.NO_SOLUTION, None, None, None, "time limit reached after building the model"
+    res = backend(model, hint_values, limit, seed, report)
+    decision = model.decode(res.values) if res.values is not None else None
+    size = f"{model.lm.num_vars} variables, {len(model.lm.rows)} rows"
+    return res.status, decision, res.objective, res.bound, (res.message + "; " if res.message else "") + size

@@ -1,0 +1,150 @@
+r"""Typed containers of the model's variables (all integer; binary when the bound is 1).
+
+======================  ==========================================================
+``z[j, i, t]``          job ``j`` runs option ``i`` placed within one unit of level
+                        ``t`` (tier :math:`\le t`); pooled options only have ``t = 0``
+``keep[j, i]``          running job ``j`` stays on its GPUs under option ``i``
+``within[t, u, k, n, tp]`` number of tier-``t`` gangs of ``n`` GPUs (type ``k``, tp degree
+                        ``tp``) placed inside unit ``u`` of level ``t`` (``t <= 3``)
+``groups[t, s, tp]``    tp-groups in slot ``s`` that belong to tier-``t`` gangs
+``pool[k, tp, s]``      tp-groups in slot ``s`` of gangs placed anywhere (tier 4, or classes
+                        whose cost does not depend on the tier)
+``on[v]``               node ``v`` is powered (only when power-down is allowed)
+``fkeep[j]``            running fractional task ``j`` stays on its GPU
+``fnew[j, k]``          fractional task ``j`` on a newly shared GPU of type ``k``
+``fhome[j, k]``         fractional task ``j`` joins a home GPU (of a running task) of type ``k``
+``pattern[k, p]``       newly shared GPUs of type ``k`` packed with pattern ``p``
+``join[h, q]``          tasks of size class ``q`` joining home GPU ``h``
+``home_used[h]``        home GPU ``h`` holds fractional work
+``shared[s]``           newly shared GPUs in slot ``s``
+======================  ==========================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from formulations.linear import LinearModel
+from formulations.structure import FRAC_CAPACITY, TIER_ANYWHERE, Structure
+from solver.compiled import weighted
+from solver.model import FractionalTask
+
+__all__ = ["Variables", "make_variables"]
+
+
+@dataclass
+class Variables:
+    """Index maps from model entities to variable indices of a :class:`LinearModel`."""
+
+    z: dict[tuple[int, int, int], int] = field(default_factory=dict)
+    keep: dict[tuple[int, int], int] = field(default_factory=dict)
+    within: dict[tuple[int, int, int, int, int], int] = field(default_factory=dict)
+    groups: dict[tuple[int, int, int], int] = field(default_factory=dict)
+    pool: dict[tuple[int, int, int], int] = field(default_factory=dict)
+    on: dict[int, int] = field(default_factory=dict)
+    fkeep: dict[int, int] = field(default_factory=dict)
+    fnew: dict[tuple[int, int], int] = field(default_factory=dict)
+    fhome: dict[tuple[int, int], int] = field(default_factory=dict)
+    pattern: dict[tuple[int, int], int] = field(default_factory=dict)
+    join: dict[tuple[int, int], int] = field(default_factory=dict)
+    home_used: dict[int, int] = field(default_factory=dict)
+    shared: dict[int, int] = field(default_factory=dict)
+    class_of: dict[tuple[int, int], int] = field(default_factory=dict)
+    _tiers: dict[tuple[int, int], list[tuple[int, int]]] = field(default_factory=dict)
+
+    def tiers_of(self, j: int, i: int) -> list[tuple[int, int]]:
+        """``(t, z[j, i, t])`` pairs of option ``i`` of job ``j``."""
+        if not self._tiers:
+            for (jj, ii, t), x in self.z.items():
+                self._tiers.setdefault((jj, ii), []).append((t, x))
+        return self._tiers.get((j, i), [])
+
+
+def make_variables(lm: LinearModel, st: Structure) -> Variables:
+    """Create every variable of the model for structure ``st``."""
+    ci = st.ci
+    inst = ci.instance
+    var = Variables()
+    # slot capacity also bounds the group counts; dropping gpu_capacity lifts those bounds
+    loose = "gpu_capacity" in lm.skip_families
+    demand = sum(max(o.num_gpus for o in opts) for opts in ci.options if opts)
+    type_gpus = [0] * len(inst.gpu_types)
+    for s in st.slots:
+        type_gpus[s.type_index] += s.capacity
+    # Without a power budget the cap only changes the cost: per (GPUs, tp, tier) only the
+    # cheapest cap can be optimal, the other caps are dominated and get no variable. (The
+    # argument needs "at most one option per job": not when the assignment family is dropped.)
+    dominate = ((inst.power_budget_w is None or "power_budget" in lm.skip_families)
+                and "assignment" not in lm.skip_families)
+    for j, opts in st.keep_options.items():
+        cheapest: dict[tuple[int, int], int] = {}
+        for i in opts:
+            key = (ci.options[j][i].tp, 0) if dominate else (i, 1)
+            cost = weighted(inst, st.keep_terms(j, i), False)
+            if key not in cheapest or cost < weighted(inst, st.keep_terms(j, cheapest[key]), False) - 1e-12:
+                cheapest[key] = i
+        for i in sorted(cheapest.values()):
+            var.keep[j, i] = lm.var(f"keep[{j},{i}]", 1)
+    sizes: set[tuple[int, int, int, int]] = set()  # (tier, type, n, tp) of tier-dependent options
+    pools: set[tuple[int, int]] = set()
+    for c in st.classes:
+        migrated = ci.jobs[c.job].running is not None
+        best: dict[tuple[int, int], tuple[float, int]] = {}  # (GPUs or option, tier) -> (cost, option)
+        for i in c.options:
+            var.class_of[c.job, i] = c.index
+            o = ci.options[c.job][i]
+            for t in st.tiers(o) if c.tier_dependent else (0,):
+                key = (o.num_gpus if dominate else -1 - i, t)
+                cost = o.cost(inst, t, migrated)
+                if key not in best or cost < best[key][0] - 1e-12:
+                    best[key] = (cost, i)
+        for (_, t), (_, i) in sorted(best.items(), key=lambda kv: (kv[1][1], kv[0][1])):
+            o = ci.options[c.job][i]
+            var.z[c.job, i, t] = lm.var(f"z[{c.job},{i},{t}]", 1)
+            if c.tier_dependent and t < TIER_ANYWHERE:
+                sizes.add((t, c.type_index, o.num_gpus, c.tp))
+            else:
+                pools.add((c.type_index, c.tp))
+    for t, k, n, tp in sorted(sizes):
+        for u, slots in st.units(t, k, tp).items():
+            cap = st.unit_capacity(slots, tp)
+            if u is not None and cap >= n:
+                var.within[t, u, k, n, tp] = lm.var(f"within[{t},{u},{k},{n},{tp}]", (demand if loose else cap) // n)
+                for si in slots:
+                    if (t, si, tp) not in var.groups:
+                        ub = demand if loose else st.slots[si].usable(tp)
+                        var.groups[t, si, tp] = lm.var(f"groups[{t},{si},{tp}]", ub // tp)
+    for k, tp in sorted(pools):
+        for slot in st.slots:
+            if slot.type_index == k and slot.usable(tp) > 0:
+                ub = demand if loose else slot.usable(tp)
+                var.pool[k, tp, slot.index] = lm.var(f"pool[{k},{tp},{slot.index}]", ub // tp)
+    if inst.objective.allow_power_down:
+        for v in range(len(inst.nodes)):
+            var.on[v] = lm.var(f"on[{v}]", 1)
+    # fractional tasks
+    home_types = {int(ci.gpu_type[g]) for g in st.home_gpus}
+    for j in st.size_of_job:
+        job = ci.jobs[j]
+        assert isinstance(job, FractionalTask)
+        if j in st.home_of_job:
+            h = st.home_gpus[st.home_of_job[j]]
+            if any(o.type_index == int(ci.gpu_type[h]) for o in ci.options[j]):
+                var.fkeep[j] = lm.var(f"fkeep[{j}]", 1)
+        if not st.may_move(j):
+            continue
+        for o in ci.options[j]:
+            var.fnew[j, o.type_index] = lm.var(f"fnew[{j},{o.type_index}]", 1)
+            if o.type_index in home_types:
+                var.fhome[j, o.type_index] = lm.var(f"fhome[{j},{o.type_index}]", 1)
+    for k, pats in st.patterns.items():
+        for p in range(len(pats)):
+            var.pattern[k, p] = lm.var(f"pattern[{k},{p}]", type_gpus[k])
+        for s in st.slots:
+            if s.type_index == k:
+                var.shared[s.index] = lm.var(f"shared[{s.index}]", s.capacity)
+    for h, g in enumerate(st.home_gpus):
+        var.home_used[h] = lm.var(f"home_used[{h}]", 1)
+        for q in sorted(st.frac_types.get(int(ci.gpu_type[g]), ())):
+            var.join[h, q] = lm.var(f"join[{h},{q}]", FRAC_CAPACITY // st.size_classes[q][0])
+    return var
