@@ -90,6 +90,8 @@ def run_demo(out: Path, time_limit_s: float, quick: bool = False, stream: TextIO
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    _plot_methods(rows, out / "methods.png")
+    report += ["![objective and proven bound per method](methods.png)", ""]
 
     # 2. trace replay
     report += _replay(out, say, quick)
@@ -100,6 +102,29 @@ def run_demo(out: Path, time_limit_s: float, quick: bool = False, stream: TextIO
     say(f"\nwrote {out / 'report.md'}, {out / 'results.csv'} and the instances, decisions, replay and what-if "
         f"outputs in {out}/")
     return 0
+
+
+def _plot_methods(rows: list[dict[str, Any]], path: Path) -> None:
+    """Objective (bars) and proven bound (markers) of every method, one panel per instance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(r["instance"] for r in rows))
+    fig, axes = plt.subplots(1, len(names), figsize=(6.5 * len(names), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        sub = [r for r in rows if r["instance"] == name]
+        xs = range(len(sub))
+        ax.bar(xs, [r["objective"] or 0 for r in sub], color="#4477aa", label="objective (checked)")
+        bx = [i for i, r in enumerate(sub) if r["bound"] is not None]
+        ax.scatter(bx, [sub[i]["bound"] for i in bx], color="#cc3311", marker="_", s=400, label="proven bound")
+        ax.set_xticks(list(xs), [r["method"] for r in sub], rotation=30, ha="right", fontsize=8)
+        ax.set_title(name)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _replay(out: Path, say: Any, quick: bool) -> list[str]:
