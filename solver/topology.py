@@ -94,7 +94,8 @@ def build_graph(nodes: Sequence[Node], gpu_types: dict[str, GpuType], links: Lin
     (``cluster``, ``pod``, ``rack``, ``node``, ``nvlink``, ``gpu``). Edges carry
     ``bandwidth_gbps``: NVLink (or PCIe for singleton domains) between a GPU and its
     domain, PCIe between a domain and its node, leaf between node and rack, spine
-    between rack and pod, core between pod and cluster.
+    between rack and pod, core between pod and cluster. GPU nodes carry their
+    ``gpu_type`` and ``numa`` (index of the node's NUMA / PCIe-root group).
     """
     g = nx.Graph()
     g.add_node("cluster", level="cluster")
@@ -110,13 +111,14 @@ def build_graph(nodes: Sequence[Node], gpu_types: dict[str, GpuType], links: Lin
         g.add_edge(rack, nid, bandwidth_gbps=links.leaf_bw_gbps)
         gtype = gpu_types.get(node.gpu_type)
         nv_bw = gtype.nvlink_bw_gbps if gtype is not None else 0.0
+        numa_of = {i: k for k, dom in enumerate(node.numa_domains) for i in dom}
         for k, domain in enumerate(node.nvlink_domains):
             dom = f"nvlink:{node.id}:{k}"
             g.add_node(dom, level="nvlink")
             g.add_edge(nid, dom, bandwidth_gbps=links.pcie_bw_gbps)
             for i in domain:
                 gpu = f"gpu:{node.id}/{i}"
-                g.add_node(gpu, level="gpu", gpu_type=node.gpu_type)
+                g.add_node(gpu, level="gpu", gpu_type=node.gpu_type, numa=numa_of.get(i, 0))
                 bw = nv_bw if len(domain) > 1 and nv_bw > 0 else links.pcie_bw_gbps
                 g.add_edge(dom, gpu, bandwidth_gbps=bw)
     return g
