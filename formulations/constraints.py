@@ -15,7 +15,7 @@ from collections import defaultdict
 
 from formulations.linear import Expr, LinearModel
 from formulations.structure import FRAC_CAPACITY, TIER_ANYWHERE, Structure
-from formulations.variables import Variables
+from formulations.variables import Variables, home_room, room_count
 from solver.compiled import Option
 from solver.model import FractionalTask
 
@@ -215,6 +215,32 @@ class Constraints:
                     mem[x] = mem.get(x, 0.0) + job.memory_gib
             lm.add("fractional_capacity", milli, hi=0.0)
             lm.add("fractional_capacity", mem, hi=0.0)
+            # valid inequalities (implied for integers, cut the LP): a home GPU holding a kept
+            # task or a joining task is a whole GPU in use, u_h >= kappa_j, u_h >= r_hq / floor(1000 / m_q)
+            # (only for tasks that take some share or memory: those force u_h = 1 through the rows above)
+            for j, x in var.fkeep.items():
+                job = ci.jobs[j]
+                assert isinstance(job, FractionalTask)
+                if st.home_of_job[j] == h and (job.gpu_milli > 0 or job.memory_gib > 0):
+                    lm.add("fractional_capacity", {var.home_used[h]: 1.0, x: -1.0}, lo=0.0)
+            for (hh, q), x in var.join.items():
+                if hh == h and (st.size_classes[q][0] > 0 or st.size_classes[q][1] > 0):
+                    lm.add("fractional_capacity", {var.home_used[h]: float(lm.ub[x]), x: -1.0}, lo=0.0)
+            # a preemptible task kept on h leaves less room: r_hq + (B - A_j) kappa_j <= B, with
+            # B = ub(r_hq) and A_j the count of class q fitting beside task j (both exact integers)
+            if not {"running"} & lm.skip_families:
+                for j, x in var.fkeep.items():
+                    job = ci.jobs[j]
+                    if st.home_of_job[j] != h or not job.preemptible:
+                        continue
+                    assert isinstance(job, FractionalTask)
+                    milli_j, mem_j = home_room(st, h, (job.gpu_milli, job.memory_gib))
+                    for (hh, q), r in var.join.items():
+                        if hh == h:
+                            big = int(lm.ub[r])
+                            small = min(big, room_count(st.size_classes[q], milli_j, mem_j))
+                            if small < big:
+                                lm.add("fractional_capacity", {r: 1.0, x: float(big - small)}, hi=float(big))
 
     def _running(self) -> None:
         r"""Non-preemptible running jobs stay where they are: :math:`\sum_i \kappa_{ji} = 1`

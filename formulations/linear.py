@@ -122,12 +122,19 @@ class LinearModel:
     def violated(self, x: npt.ArrayLike, tol: float = 1e-6) -> list[Row]:
         """Rows (and bounds, as pseudo-rows) that ``x`` breaks; used to test hints."""
         xs = np.asarray(x, dtype=np.float64)
-        out = [Row("bounds", (i,), (1.0,), self.lb[i], self.ub[i]) for i in range(self.num_vars)
-               if not self.lb[i] - tol <= xs[i] <= self.ub[i] + tol]
-        for r in self.rows:
-            v = float(sum(a * xs[i] for i, a in zip(r.index, r.value, strict=True)))
-            if v < r.lo - tol or v > r.hi + tol:
-                out.append(r)
+        lb, ub = np.asarray(self.lb, dtype=np.float64), np.asarray(self.ub, dtype=np.float64)
+        out = [Row("bounds", (int(i),), (1.0,), self.lb[i], self.ub[i])
+               for i in np.flatnonzero((xs < lb - tol) | (xs > ub + tol))]
+        if not self.rows:
+            return out
+        starts, index, value = self.csr()
+        products = value * xs[index]
+        sums = np.zeros(len(self.rows))
+        nonempty = starts[1:] > starts[:-1]
+        sums[nonempty] = np.add.reduceat(products, starts[:-1][nonempty])
+        lo = np.fromiter((r.lo for r in self.rows), dtype=np.float64, count=len(self.rows))
+        hi = np.fromiter((r.hi for r in self.rows), dtype=np.float64, count=len(self.rows))
+        out += [self.rows[int(k)] for k in np.flatnonzero((sums < lo - tol) | (sums > hi + tol))]
         return out
 
     def csr(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float64]]:

@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 
 import highspy
 import numpy as np
@@ -26,12 +27,22 @@ from solver.methods import MethodOutput
 from solver.result import Decision, Status
 from solver.stop import Deadline
 
-__all__ = ["lower_bound", "solve_cbc", "solve_highs"]
+__all__ = ["lower_bound", "solve_cbc", "solve_highs", "solve_highs_rins"]
 
 DEFAULT_THREADS = 2
 MIP_REL_GAP = 1e-7
 #: HiGHS overruns its own time limit on large models; it is given this share of the time left.
 HIGHS_TIME_SHARE = 0.85
+#: Most of the time the RINS stage gives its LP relaxation (it returns as soon as it is solved).
+RINS_LP_SHARE = 0.5
+#: RINS: up to this many tight rounds (every agreeing variable fixed), each with at most this share
+#: of the time left, while they improve; then one round fixing placement variables only, to the end.
+RINS_FIRST_ROUNDS = 4
+RINS_FIRST_SHARE = 0.3
+#: Seconds kept back from HiGHS in a RINS round (HiGHS may stop a little late; the child is killed
+#: at the deadline and only reports after a round).
+RINS_MARGIN_S = 0.3
+RINS_MARGIN_SHARE = 0.08
 
 
 def _new_highs() -> highspy.Highs:
@@ -97,6 +108,80 @@ def _highs_backend(threads: int) -> Backend:
     return backend
 
 
+def _rins_backend(threads: int) -> Backend:
+    """LP relaxation, then HiGHS on RINS sub-MIPs (Danna, Rothberg and Le Pape 2005) around the
+    incumbent: the variables on which the LP optimum and the incumbent agree are fixed.
+
+    Two rounds (:data:`RINS_ROUNDS`): first every such variable is fixed (a small sub-MIP that
+    HiGHS solves in a second or two), then, from the improved incumbent, only the placement
+    variables (:meth:`ExactModel.placement_columns`), so the packing is re-optimized freely.
+    Fixing only restricts the model: every solution is feasible for the full model. The
+    bound reported is the full LP relaxation's (a sub-MIP's own bound is not global).
+    """
+    def backend(model: ExactModel, hint_values: npt.NDArray[np.float64], limit_s: float, seed: int,
+                report: Report) -> BackendResult:
+        lm = model.lm
+        end = time.perf_counter() + limit_s
+        lp = _highs(model, RINS_LP_SHARE * limit_s, seed, threads, relax=True)
+        lp.run()
+        if lp.getModelStatus() == highspy.HighsModelStatus.kInfeasible:
+            return BackendResult(Status.INFEASIBLE, None, None, None, "HiGHS: LP relaxation infeasible")
+        if lp.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            # too big for the time: return now, leaving the rest of the time to the next stage
+            return BackendResult(Status.NO_SOLUTION, None, None, None, "HiGHS RINS: LP relaxation not solved in time")
+        if lm.violated(hint_values):  # no feasible incumbent to fix around: plain HiGHS on the full model
+            return _highs_backend(threads)(model, hint_values, end - time.perf_counter(), seed, report)
+        z = float(lp.getInfo().objective_function_value)
+        bound = z - 1e-7 * max(1.0, abs(z))
+        x = np.asarray(lp.getSolution().col_value, dtype=np.float64)
+        best, best_obj = hint_values, lm.evaluate(hint_values)
+        notes = []
+        improved = True
+        report_s = 0.0  # time one streamed incumbent takes (decoding it to GPU ids and sending it)
+        rounds = [(RINS_FIRST_SHARE, range(lm.num_vars))] * RINS_FIRST_ROUNDS + [(1.0, model.placement_columns())]
+        for r, (share, columns) in enumerate(rounds):
+            left = end - time.perf_counter()
+            if left <= 0.05:
+                break
+            if r and r < RINS_FIRST_ROUNDS and not improved:  # the tight rounds have converged
+                continue
+            improved = False
+            last = r == len(rounds) - 1
+            # the last round's result is decoded after it: keep room for that too
+            margin = max(RINS_MARGIN_S, RINS_MARGIN_SHARE * left) + (1.5 * report_s if last else 0.0)
+            h = _highs(model, share * left - margin, seed, threads)
+            cols = np.asarray(columns, dtype=np.int32)
+            cols = cols[np.abs(x[cols] - best[cols]) < 1e-6]
+            fixed = len(cols)
+            if fixed:
+                h.changeColsBounds(fixed, cols, best[cols].astype(np.float64), best[cols].astype(np.float64))
+            sol = highspy.HighsSolution()
+            sol.col_value = list(best)
+            h.setSolution(sol)
+            t0 = time.perf_counter()
+            h.run()
+            notes.append(f"{fixed} fixed: {h.modelStatusToString(h.getModelStatus())} "
+                         f"{time.perf_counter() - t0:.1f} s")
+            if h.getInfo().primal_solution_status == 2:  # kSolutionStatusFeasible
+                values = np.rint(np.array(h.getSolution().col_value, dtype=np.float64))
+                obj = lm.evaluate(values)
+                if obj < best_obj - 1e-9 and not lm.violated(values):
+                    best, best_obj, improved = values, obj, True
+                    if not last:  # the runner decodes the final result itself
+                        t1 = time.perf_counter()
+                        report(best, best_obj, bound)
+                        report_s = max(report_s, time.perf_counter() - t1)
+        return BackendResult(Status.FEASIBLE, best, best_obj, bound, "HiGHS RINS (" + "; ".join(notes) + ")")
+
+    return backend
+
+
+def solve_highs_rins(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int, *,
+                     skip_families: frozenset[str] = frozenset(), num_workers: int | None = None) -> MethodOutput:
+    """HiGHS on the RINS sub-MIP around the warm start (an ``auto`` stage); bound = LP relaxation."""
+    return run_backend(ci, deadline, hint, seed, _rins_backend(num_workers or DEFAULT_THREADS), skip_families)
+
+
 def solve_highs(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int, *,
                 skip_families: frozenset[str] = frozenset(), num_workers: int | None = None) -> MethodOutput:
     """Solve the exact model with HiGHS (method ``milp-highs``); bound = ``mip_dual_bound``."""
@@ -147,7 +232,11 @@ def _cbc_backend(threads: int) -> Backend:
         with tempfile.TemporaryDirectory(prefix="gpuplan-cbc-") as tmp:
             log_path = os.path.join(tmp, "cbc.log")
             limit = lm.deadline.remaining() - 0.3 if lm.deadline is not None else limit_s
-            solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=max(1, int(min(limit_s, limit))), threads=threads,
+            solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=max(1, int(min(limit_s, limit))),
+                                       # "-threads 1" starts CBC's parallel code with one thread, which
+                                       # intermittently hangs until the time limit ("Thread 0 used 0
+                                       # times, waiting to start 10.0"); one thread = serial CBC
+                                       threads=threads if threads > 1 else None,
                                        warmStart=True, logPath=log_path, gapRel=0.0, gapAbs=0.0,
                                        keepFiles=False, options=[f"randomCbcSeed {seed + 1}"])
             code = prob.solve(solver)

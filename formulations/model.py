@@ -52,6 +52,11 @@ class ExactModel:
         Constraints(self.lm, self.st, self.var).add_constraints()
         Objective(self.lm, self.st, self.var).add_objective()
 
+    def placement_columns(self) -> list[int]:
+        """Variables that say how each job runs (option, tier, keep, fractional choice)."""
+        var = self.var
+        return [*var.z.values(), *var.keep.values(), *var.fkeep.values(), *var.fnew.values(), *var.fhome.values()]
+
     # ------------------------------------------------------------------ decision -> values
     def values_of(self, decision: Decision) -> npt.NDArray[np.float64]:
         """A full assignment representing ``decision`` (entries it cannot express stay 0)."""
@@ -251,15 +256,18 @@ class ExactModel:
 
         # tier-t gangs: jobs to units by the counts, then each takes its groups from the unit's slots
         unit_jobs: dict[tuple[int, int, int, int], list[tuple[int, int]]] = defaultdict(list)  # (t, u, k, tp)
+        within_of: dict[tuple[int, int, int, int], list[int]] = defaultdict(list)  # (t, k, n, tp) -> units
+        for (tt, u, kk, nn, pp), x in sorted(var.within.items()):
+            within_of[tt, kk, nn, pp] += [u] * int(val[x])
+        groups_of_unit: dict[tuple[int, int | None, int, int], list[int]] = defaultdict(list)  # (t, u, k, tp) -> slots
+        for (tt, s, pp), x in sorted(var.groups.items()):
+            groups_of_unit[tt, st.unit(tt, s), st.slots[s].type_index, pp] += [s] * int(val[x])
         for (t, k, n, tp), jobs in sorted(tiered.items()):
-            units = [u for (tt, u, kk, nn, pp), x in sorted(var.within.items())
-                     if (tt, kk, nn, pp) == (t, k, n, tp) for _ in range(int(val[x]))]
+            units = within_of.get((t, k, n, tp), [])
             for r, ji in enumerate(jobs):
                 unit_jobs[t, units[r] if r < len(units) else -1, k, tp].append(ji)
         for (t, u, k, tp), jobs in sorted(unit_jobs.items()):
-            queue = [s for (tt, s, pp), x in sorted(var.groups.items())
-                     if tt == t and pp == tp and st.unit(t, s) == u and st.slots[s].type_index == k
-                     for _ in range(int(val[x]))]
+            queue = list(groups_of_unit.get((t, u, k, tp), []))
             for j, i in jobs:
                 o = ci.options[j][i]
                 placements[j] = self._placement(j, groups_of(queue, j, o, tp, k), o.power_cap_w, o.tp)

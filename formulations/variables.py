@@ -22,7 +22,9 @@ r"""Typed containers of the model's variables (all integer; binary when the boun
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from math import inf
 
 from formulations.linear import LinearModel
 from formulations.structure import FRAC_CAPACITY, TIER_ANYWHERE, Structure
@@ -143,8 +145,33 @@ def make_variables(lm: LinearModel, st: Structure) -> Variables:
         for s in st.slots:
             if s.type_index == k:
                 var.shared[s.index] = lm.var(f"shared[{s.index}]", s.capacity)
+    tight = not ({"running", "fractional_capacity"} & lm.skip_families)
     for h, g in enumerate(st.home_gpus):
         var.home_used[h] = lm.var(f"home_used[{h}]", 1)
+        milli, mem = home_room(st, h) if tight else (float(FRAC_CAPACITY), inf)
         for q in sorted(st.frac_types.get(int(ci.gpu_type[g]), ())):
-            var.join[h, q] = lm.var(f"join[{h},{q}]", FRAC_CAPACITY // st.size_classes[q][0])
+            var.join[h, q] = lm.var(f"join[{h},{q}]", room_count(st.size_classes[q], milli, mem))
     return var
+
+
+def home_room(st: Structure, h: int, minus: tuple[float, float] = (0.0, 0.0)) -> tuple[float, float]:
+    """Milli-GPU and memory of home GPU ``h`` left by its non-preemptible running tasks
+    (which must stay), less ``minus``."""
+    ci = st.ci
+    milli = float(FRAC_CAPACITY) - minus[0]
+    mem = ci.instance.gpu_types[int(ci.gpu_type[st.home_gpus[h]])].memory_gib - minus[1]
+    for j, hh in st.home_of_job.items():
+        job = ci.jobs[j]
+        if hh == h and not job.preemptible:
+            assert isinstance(job, FractionalTask)
+            milli -= job.gpu_milli
+            mem -= job.memory_gib
+    return milli, mem
+
+
+def room_count(size: tuple[int, float], milli: float, mem: float) -> int:
+    """How many tasks of ``size`` (milli, memory) fit in ``milli`` and ``mem``."""
+    n = math.floor(milli / size[0] + 1e-9) if size[0] > 0 else FRAC_CAPACITY
+    if size[1] > 0:
+        n = min(n, math.floor(mem / size[1] + 1e-9))
+    return max(0, n)

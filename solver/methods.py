@@ -48,6 +48,7 @@ REGISTRY: dict[str, str] = {
     "cpsat": "formulations.cpsat:solve_cpsat",
     "milp-cbc": "formulations.milp:solve_cbc",
     "milp-highs": "formulations.milp:solve_highs",
+    "milp-rins": "formulations.milp:solve_highs_rins",
     "lns": "solver.lns:lns_method",
     "pop": "solver.decompose:pop_method",
 }
@@ -62,6 +63,7 @@ DESCRIPTIONS: dict[str, str] = {
     "cpsat": "exact CP-SAT model (OR-Tools)",
     "milp-cbc": "exact MILP (PuLP + CBC)",
     "milp-highs": "exact MILP (HiGHS)",
+    "milp-rins": "HiGHS on RINS sub-MIPs around the warm start; bound from the full LP relaxation",
     "lns": "CP-SAT large-neighbourhood search warm-started from greedy",
     "pop": "POP-style decomposition by pod/rack, exact backend per part",
 }

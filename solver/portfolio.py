@@ -38,7 +38,7 @@ from functools import partial
 from solver.checker import check
 from solver.compiled import CompiledInstance
 from solver.heuristics.greedy import greedy_decision
-from solver.methods import Method, MethodOutput, available, get_method
+from solver.methods import REGISTRY, Method, MethodOutput, available, get_method
 from solver.result import Attempt, Decision, Status
 from solver.stop import Deadline
 
@@ -54,7 +54,8 @@ STAGE_OVERRUN_S = 0.6
 CHECK_S_PER_ITEM = 2e-5
 EXTRA_HEURISTICS = ("fgd", "energy-greedy", "edf", "sjf")
 #: Stages that ``auto`` runs through a variant without its own bound (``auto`` computes one once).
-STAGE_VARIANTS: dict[str, str] = {"lns": "solver.lns:lns_improve", "pop": "solver.decompose:pop_improve"}
+STAGE_VARIANTS: dict[str, str] = {"lns": "solver.lns:lns_improve", "pop": "solver.decompose:pop_improve",
+                                   "rins": "formulations.milp:solve_highs_rins"}
 EXACT_BACKENDS = ("cpsat", "milp-highs", "milp-cbc")
 
 
@@ -76,13 +77,19 @@ class Plan:
     max_jobs: int
     bound_share: float
     stages: tuple[Stage, ...]
+    #: Run the other heuristics after greedy (when cheap); off where the first stage needs the time more.
+    extra_heuristics: bool = True
 
 
 #: Size classes, smallest first; an instance takes the first plan it fits.
+#: ``rins`` (HiGHS on RINS sub-MIPs around the incumbent, :func:`formulations.milp.solve_highs_rins`)
+#: solves the LP relaxation itself and reports it as its bound, so plans that start with it
+#: skip the separate LP-bound step (``bound_share`` 0); LNS then uses what is left.
 PLANS: tuple[Plan, ...] = (
     Plan(256, 120, 0.1, (Stage(EXACT_BACKENDS, 1.0),)),
-    Plan(1024, 400, 0.15, (Stage(("cpsat",), 0.5), Stage(("pop",), 0.5, min_s=4.0), Stage(("lns",), 1.0))),
-    Plan(1 << 62, 1 << 62, 0.25, (Stage(("lns",), 1.0),)),
+    Plan(1024, 400, 0.0, (Stage(("rins", "cpsat"), 0.5, min_s=1.0), Stage(("cpsat",), 1.0))),
+    Plan(1 << 62, 1 << 62, 0.0, (Stage(("rins", "lns"), 1.0, min_s=2.0), Stage(("lns",), 1.0, min_s=2.0)),
+         extra_heuristics=False),
 )
 
 
@@ -170,16 +177,16 @@ def auto_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None,
     reserve_s = RESERVE_FRACTION * deadline.limit_s + CHECK_S_PER_ITEM * (len(ci.gpu_ids) + len(ci.jobs))
     if hint is not None:
         record(*run_attempt("hint", lambda: MethodOutput(hint, Status.FEASIBLE), ci))
-    for name in EXTRA_HEURISTICS:
+    plan = size_class(ci)
+    for name in EXTRA_HEURISTICS if plan.extra_heuristics else ():
         if available(name) and left() > HEURISTIC_BUDGET_FACTOR * greedy_s:
             fn = get_method(name)
             record(*run_attempt(name, partial(fn, ci, deadline, None, seed), ci))
-    plan = size_class(ci)
-    if left() > 0.2 and global_lower_bound() is not None:
+    if plan.bound_share > 0 and left() > 0.2 and global_lower_bound() is not None:
         sub = Deadline(max(0.0, left()) * plan.bound_share)
         record(*_bound_attempt(ci, sub))
     for stage in plan.stages:
-        chosen = next((m for m in stage.methods if available(m)), None)
+        chosen = next((m for m in stage.methods if _available(m)), None)
         if chosen is None:
             attempts.append(Attempt("/".join(stage.methods), Status.ERROR, None, None, 0.0,
                                     "not available in this build"))
@@ -199,6 +206,17 @@ def auto_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None,
     winner = min((a for a in attempts if a.objective is not None), key=lambda a: a.objective or 0.0)
     return MethodOutput(best.decision, Status.FEASIBLE, bound, f"best of {len(attempts)} attempts: {winner.method}",
                         objective=best.objective, attempts=tuple(attempts))
+
+
+def _available(name: str) -> bool:
+    """A stage variant (importable) or a registered, available method."""
+    if name in STAGE_VARIANTS:
+        module, func = STAGE_VARIANTS[name].split(":")
+        try:
+            return hasattr(importlib.import_module(module), func)
+        except ImportError:
+            return False
+    return name in REGISTRY and available(name)
 
 
 def _stage_function(name: str) -> Method:
