@@ -9,11 +9,14 @@ Policy (the table :data:`PLANS` by instance size, each stage a share of the time
    heuristics (``fgd``, ``energy-greedy``, ``edf``, ``sjf``) follow while they are cheap
    compared with the budget (each is allowed only if the time left exceeds
    ``HEURISTIC_BUDGET_FACTOR`` times what greedy took).
-2. **A bound.** ``formulations.lower_bound`` (LP relaxation) when available.
-3. **Improvement**, by size class: the exact CP-SAT model on small instances (MILP
-   backends when CP-SAT is missing); on medium ones CP-SAT for half the time, POP-style
-   decomposition when at least 4 s remain for it, then LNS; on large ones CP-SAT
-   large-neighbourhood search, each warm-started from the best decision so far.
+2. **A bound.** ``formulations.lower_bound`` (LP relaxation) on small instances; on
+   larger ones the RINS stage solves the LP relaxation itself and reports it as its bound.
+3. **Improvement**, by size class: the exact model on small instances (CP-SAT, else the
+   MILP backends); on medium ones (<= 1,024 GPUs, 400 jobs) HiGHS RINS sub-MIPs around the
+   incumbent for half the time, then CP-SAT on the full model; on large ones RINS with all
+   the time (LP, a few tight fixing rounds, then a placement-fixing round), then CP-SAT
+   large-neighbourhood search when at least 2 s remain. Each stage is warm-started from
+   the best decision so far.
 
 Every stage is an :class:`~solver.result.Attempt` with its own status; a stage that
 raises, times out or returns a decision the checker rejects is recorded, never raised.
