@@ -137,6 +137,8 @@ def _replay(out: Path, say: Any, quick: bool) -> list[str]:
     if not trace.exists() or not machines.exists():
         return []
     say(f"\n== trace replay: Philly-format sample ({trace.name}) on the sample machine list")
+    say("  " + "  ".join(f"{h:>10}" for h in ("policy", "jobs", "avg JCT h", "p95 JCT h", "queue h", "makespan h",
+                                                "energy kWh", "util", "wall s")))
     lines = ["## 2. Trace replay (generated Philly-format sample)", "",
              "| policy | jobs | avg JCT h | p95 JCT h | avg queue h | makespan h | energy kWh | util | wall s |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
