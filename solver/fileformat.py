@@ -11,10 +11,10 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
@@ -53,7 +53,6 @@ __all__ = [
 SCHEMA_VERSION = 1
 INSTANCE_KIND = "gpuplan.instance"
 CLUSTER_KIND = "gpuplan.cluster"
-T = TypeVar("T")
 _Missing = object()
 
 
@@ -985,5 +984,3 @@ def write_json(doc: Any, path: str | Path) -> None:
     tmp.write_text(text + "\n", encoding="utf-8")
     tmp.replace(p)
 
-
-Parser = Callable[[_Reader, Any, str], T]

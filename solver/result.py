@@ -7,7 +7,6 @@ the solver's status, objective, proven bound, gap, runtime and every attempt mad
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -206,6 +205,3 @@ def load_decision(path: str | Path) -> Decision:
     """Read a decision (or result) JSON file."""
     return decision_from_dict(load_document(path), str(path))
 
-
-def finite_or_none(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else x
