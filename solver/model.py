@@ -205,13 +205,14 @@ class TrainingJob:
     preemptible: bool = True
     running: Running | None = None
     model: str = ""
+    _throughput: Mapping[str, float] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_throughput", dict(self.throughput_per_gpu))
 
     def throughput(self, gpu_type: str) -> float | None:
         """Per-GPU throughput on ``gpu_type`` (work units/s), or None if ineligible."""
-        for name, value in self.throughput_per_gpu:
-            if name == gpu_type:
-                return value
-        return None
+        return self._throughput.get(gpu_type)
 
     def gpu_counts(self) -> tuple[int, ...]:
         """Allowed gang sizes, ascending."""
