@@ -16,12 +16,8 @@ from solver.compiled import (
     fractional_terms,
     inference_terms,
     training_terms,
-    unplaced_lateness,
-    unplaced_penalty,
+    unplaced_terms,
     weighted,
-)
-from solver.compiled import (
-    unplaced_gpus as job_unplaced_gpus,
 )
 from solver.model import FractionalTask, InferenceService, Instance, TrainingJob
 from solver.perf import size_inference
@@ -244,11 +240,11 @@ def check(inst: Instance, decision: Decision, topology: TopologyIndex | None = N
                 bad("non_preemptible_moved", job.id, "non-preemptible running job was preempted")
             preemptions += 1
         unplaced += 1
-        unplaced_cost += unplaced_penalty(inst, job, stats)
-        unplaced_gpus += job_unplaced_gpus(inst, job)
-        late, late_h = unplaced_lateness(inst, job, stats)
-        slo_violations += int(late)
-        tardiness_h += late_h
+        terms_u = unplaced_terms(inst, job, stats)
+        unplaced_cost += terms_u.cost(inst, job)
+        unplaced_gpus += terms_u.gpus
+        slo_violations += int(terms_u.late)
+        tardiness_h += terms_u.tardiness_h
 
     # powered-down nodes
     off = set()

@@ -245,6 +245,27 @@ def unplaced_lateness(inst: Instance, job: Job,
     return best if best is not None else (False, 0.0)
 
 
+@dataclass(frozen=True)
+class UnplacedTerms:
+    """What leaving one job unplaced counts: GPUs for the penalty and unavoidable lateness."""
+
+    gpus: float
+    late: bool
+    tardiness_h: float
+
+    def cost(self, inst: Instance, job: Job) -> float:
+        r""":math:`w_U \pi_j g_j + w_V [\text{late}^{min}_j] + w_T T^{min}_j`."""
+        w = inst.objective
+        return (w.unplaced_per_gpu * job.priority * self.gpus
+                + w.slo_violation * float(self.late) + w.tardiness_per_h * self.tardiness_h)
+
+
+def unplaced_terms(inst: Instance, job: Job, stats: dict[str, tuple[int, int]] | None = None) -> UnplacedTerms:
+    """:func:`unplaced_gpus` and :func:`unplaced_lateness` of ``job``, computed once."""
+    late, tardiness_h = unplaced_lateness(inst, job, stats)
+    return UnplacedTerms(unplaced_gpus(inst, job), late, tardiness_h)
+
+
 def unplaced_penalty(inst: Instance, job: Job, stats: dict[str, tuple[int, int]] | None = None) -> float:
     r"""Cost of leaving ``job`` unplaced (or preempting it).
 
@@ -252,10 +273,7 @@ def unplaced_penalty(inst: Instance, job: Job, stats: dict[str, tuple[int, int]]
 
     with the unavoidable lateness of :func:`unplaced_lateness`.
     """
-    late, tardiness_h = unplaced_lateness(inst, job, stats)
-    w = inst.objective
-    return (w.unplaced_per_gpu * job.priority * unplaced_gpus(inst, job)
-            + w.slo_violation * float(late) + w.tardiness_per_h * tardiness_h)
+    return unplaced_terms(inst, job, stats).cost(inst, job)
 
 
 def _type_stats(inst: Instance) -> dict[str, tuple[int, int]]:
