@@ -923,6 +923,36 @@ def _cross_check(inst: Instance, col: Collector) -> None:
                 col.add(path, f"can never be placed: {reason}", j.id)
 
 
+def instance_dropping_unplaceable(doc: dict[str, Any], source: str) -> tuple[Instance, dict[str, Any], tuple[str, ...]]:
+    """Validate ``doc``, removing jobs that no GPU type of the cluster can ever run.
+
+    Used where such jobs are an expected outcome rather than an input error (generated
+    instances, what-if variants). Any other error is raised as usual.
+
+    Returns
+    -------
+    tuple
+        The instance, the document without the removed jobs, and the removed job ids.
+    """
+    import re
+
+    try:
+        return instance_from_dict(doc, source), doc, ()
+    except InputError as err:
+        drop: dict[str, set[int]] = {}
+        for e in err.errors:
+            m = re.fullmatch(r"(\w+)\[(\d+)\]", e.path)
+            if m is None or "can never be placed" not in e.reason:
+                raise
+            drop.setdefault(m.group(1), set()).add(int(m.group(2)))
+    kept = dict(doc)
+    dropped: list[str] = []
+    for key, idx in drop.items():
+        dropped += [doc[key][i]["id"] for i in sorted(idx)]
+        kept[key] = [j for i, j in enumerate(doc[key]) if i not in idx]
+    return instance_from_dict(kept, source), kept, tuple(dropped)
+
+
 def load_instance(path: str | Path) -> Instance:
     """Read and validate an instance file (JSON or YAML)."""
     return instance_from_dict(load_document(path), str(path))

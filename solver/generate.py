@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from solver.fileformat import SCHEMA_VERSION, instance_from_dict
+from solver.fileformat import SCHEMA_VERSION, instance_dropping_unplaceable
+from solver.model import Instance
 
 __all__ = ["FAMILIES", "Family", "generate", "generate_dict"]
 
@@ -97,6 +98,11 @@ def _cluster(fam: Family, rng: np.random.Generator) -> list[dict[str, Any]]:
 
 def generate_dict(family: str, seed: int) -> dict[str, Any]:
     """The instance document of ``family`` with ``seed`` (see :func:`generate`)."""
+    return _generate(family, seed)[1]
+
+
+def _generate(family: str, seed: int) -> tuple[Instance, dict[str, Any]]:
+    """The validated instance and its document; jobs no GPU type could ever run are dropped."""
     from solver.fileformat import load_catalog, load_llm_models
     from solver.topology import TEMPLATES
 
@@ -239,29 +245,10 @@ def generate_dict(family: str, seed: int) -> dict[str, Any]:
         "fractional_tasks": fractional,
         "objective": {"horizon_s": 3600.0, "pue": 1.2},
     }
-    return _drop_unplaceable(doc)
+    inst, doc, _ = instance_dropping_unplaceable(doc, f"<generated {family} seed {seed}>")
+    return inst, doc
 
 
-def _drop_unplaceable(doc: dict[str, Any]) -> dict[str, Any]:
-    """Remove generated jobs that no GPU type of the cluster can ever run."""
-    import re
-
-    from solver.errors import InputError
-
-    try:
-        instance_from_dict(doc, "<generated>")
-    except InputError as err:
-        drop: dict[str, set[int]] = {}
-        for e in err.errors:
-            m = re.fullmatch(r"(\w+)\[(\d+)\]", e.path)
-            if m is None or "can never be placed" not in e.reason:
-                raise
-            drop.setdefault(m.group(1), set()).add(int(m.group(2)))
-        for key, idx in drop.items():
-            doc[key] = [j for i, j in enumerate(doc[key]) if i not in idx]
-    return doc
-
-
-def generate(family: str, seed: int) -> Any:
+def generate(family: str, seed: int) -> Instance:
     """A validated :class:`~solver.model.Instance` of ``family`` generated with ``seed``."""
-    return instance_from_dict(generate_dict(family, seed), f"<generated {family} seed {seed}>")
+    return _generate(family, seed)[0]

@@ -153,23 +153,11 @@ def apply_scenario(inst: Instance, scenario: Scenario) -> tuple[Instance, tuple[
     tightening). Such jobs are removed from the variant and returned by id, so the
     comparison counts them as unplaced instead of failing.
     """
-    import re
+    from solver.fileformat import instance_dropping_unplaceable, instance_to_dict
 
-    from solver.fileformat import instance_from_dict, instance_to_dict
-
-    doc = instance_to_dict(scenario.apply(inst))
-    dropped: list[str] = []
-    try:
-        return instance_from_dict(doc, f"<scenario {scenario.name}>"), ()
-    except InputError as err:
-        for e in err.errors:
-            m = re.fullmatch(r"(\w+)\[(\d+)\]", e.path)
-            if m is None or "can never be placed" not in e.reason:
-                raise
-            dropped.append(doc[m.group(1)][int(m.group(2))]["id"])
-    for key in ("training_jobs", "inference_services", "fractional_tasks"):
-        doc[key] = [j for j in doc[key] if j["id"] not in dropped]
-    return instance_from_dict(doc, f"<scenario {scenario.name}>"), tuple(dropped)
+    variant, _, dropped = instance_dropping_unplaceable(instance_to_dict(scenario.apply(inst)),
+                                                        f"<scenario {scenario.name}>")
+    return variant, dropped
 
 
 METRICS = ("objective", "energy_kwh", "slo_violations", "tardiness_h", "unplaced", "gpus_used", "power_w")
