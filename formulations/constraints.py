@@ -14,10 +14,9 @@ import itertools
 from collections import defaultdict
 
 from formulations.linear import Expr, LinearModel
-from formulations.structure import FRAC_CAPACITY, TIER_ANYWHERE, Structure
-from formulations.variables import Variables, home_room, room_count
+from formulations.structure import TIER_ANYWHERE, Structure
+from formulations.variables import Variables
 from solver.compiled import Option
-from solver.model import FractionalTask
 
 __all__ = ["FAMILIES", "Constraints"]
 
@@ -168,19 +167,22 @@ class Constraints:
             self.lm.add("gpu_capacity", self.slot_usage(slot.index), hi=float(slot.capacity))
 
     def _fractional_capacity(self) -> None:
-        r"""Milli-GPU and memory of shared GPUs.
+        r"""Milli-GPU and memory of shared GPUs, through packing patterns.
+
+        Newly shared GPUs of type :math:`k` (Gilmore-Gomory patterns :math:`y_{kp}`) and home
+        GPUs :math:`h` (one home pattern :math:`\lambda_{hp}` each, over its residents and the
+        joining classes):
 
         .. math::
             \sum_{j \in q} x^{new}_{jk} \le \sum_p a_{pq} y_{kp}, \quad
             \sum_{s \in k} \text{shared}_s = \sum_p y_{kp}, \quad
-            \sum_{j \in q} x^{home}_{jk} \le \sum_{h \in k} m_{hq},
+            \sum_{j \in q} x^{home}_{jk} \le \sum_{h \in k} \sum_p a_{hpq} \lambda_{hp},
 
-            \sum_q m_q^{milli} m_{hq} + \sum_{j \to h} m_j^{milli} \kappa_j \le 1000\, u_h, \quad
-            \sum_q \mu_q m_{hq} + \sum_{j \to h} \mu_j \kappa_j \le M_k u_h.
+            u_h = \sum_p \lambda_{hp}, \quad
+            \kappa_j \le \sum_{p \ni j} \lambda_{h(j)p}.
         """
         st, var, ci = self.st, self.var, self.ci
         lm = self.lm
-        inst = ci.instance
         for k, pats in st.patterns.items():
             for q in sorted(st.frac_types[k]):
                 expr: Expr = {x: 1.0 for (j, kk), x in var.fnew.items() if kk == k and st.size_of_job[j] == q}
@@ -192,55 +194,31 @@ class Constraints:
             for p in range(len(pats)):
                 bal[var.pattern[k, p]] = -1.0
             lm.add("fractional_capacity", bal, lo=0.0, hi=0.0)
+        # home GPUs: one home pattern each (u_h = sum_p lambda_hp), room for joining tasks and residents
+        join_room: dict[tuple[int, int], Expr] = defaultdict(dict)  # (type, class) -> sum a_pq lambda_hp
+        for (h, pi), x in var.hpat.items():
+            k = int(ci.gpu_type[st.home_gpus[h]])
+            for q, a in enumerate(st.home_patterns[h][pi].joins):
+                if a:
+                    join_room[k, q][x] = -float(a)
         home_types = sorted({int(ci.gpu_type[g]) for g in st.home_gpus})
         for k in home_types:
             for q in sorted(st.frac_types.get(k, ())):
                 expr = {x: 1.0 for (j, kk), x in var.fhome.items() if kk == k and st.size_of_job[j] == q}
-                for h, g in enumerate(st.home_gpus):
-                    if int(ci.gpu_type[g]) == k:
-                        expr[var.join[h, q]] = -1.0
+                expr.update(join_room.get((k, q), {}))
                 lm.add("fractional_capacity", expr, hi=0.0)
-        for h, g in enumerate(st.home_gpus):
-            milli: Expr = {var.home_used[h]: -float(FRAC_CAPACITY)}
-            mem: Expr = {var.home_used[h]: -inst.gpu_types[int(ci.gpu_type[g])].memory_gib}
-            for (hh, q), x in var.join.items():
-                if hh == h:
-                    milli[x] = float(st.size_classes[q][0])
-                    mem[x] = st.size_classes[q][1]
-            for j, x in var.fkeep.items():
-                if st.home_of_job[j] == h:
-                    job = ci.jobs[j]
-                    assert isinstance(job, FractionalTask)
-                    milli[x] = milli.get(x, 0.0) + job.gpu_milli
-                    mem[x] = mem.get(x, 0.0) + job.memory_gib
-            lm.add("fractional_capacity", milli, hi=0.0)
-            lm.add("fractional_capacity", mem, hi=0.0)
-            # valid inequalities (implied for integers, cut the LP): a home GPU holding a kept
-            # task or a joining task is a whole GPU in use, u_h >= kappa_j, u_h >= r_hq / floor(1000 / m_q)
-            # (only for tasks that take some share or memory: those force u_h = 1 through the rows above)
-            for j, x in var.fkeep.items():
-                job = ci.jobs[j]
-                assert isinstance(job, FractionalTask)
-                if st.home_of_job[j] == h and (job.gpu_milli > 0 or job.memory_gib > 0):
-                    lm.add("fractional_capacity", {var.home_used[h]: 1.0, x: -1.0}, lo=0.0)
-            for (hh, q), x in var.join.items():
-                if hh == h and (st.size_classes[q][0] > 0 or st.size_classes[q][1] > 0):
-                    lm.add("fractional_capacity", {var.home_used[h]: float(lm.ub[x]), x: -1.0}, lo=0.0)
-            # a preemptible task kept on h leaves less room: r_hq + (B - A_j) kappa_j <= B, with
-            # B = ub(r_hq) and A_j the count of class q fitting beside task j (both exact integers)
-            if not {"running"} & lm.skip_families:
-                for j, x in var.fkeep.items():
-                    job = ci.jobs[j]
-                    if st.home_of_job[j] != h or not job.preemptible:
-                        continue
-                    assert isinstance(job, FractionalTask)
-                    milli_j, mem_j = home_room(st, h, (job.gpu_milli, job.memory_gib))
-                    for (hh, q), r in var.join.items():
-                        if hh == h:
-                            big = int(lm.ub[r])
-                            small = min(big, room_count(st.size_classes[q], milli_j, mem_j))
-                            if small < big:
-                                lm.add("fractional_capacity", {r: 1.0, x: float(big - small)}, hi=float(big))
+        for h, u in var.home_used.items():
+            used: Expr = {u: 1.0}
+            for pi in range(len(st.home_patterns[h])):
+                used[var.hpat[h, pi]] = -1.0
+            lm.add("fractional_capacity", used, lo=0.0, hi=0.0)
+        for j, x in var.fkeep.items():
+            h = st.home_of_job[j]
+            room: Expr = {x: 1.0}
+            for pi, home_pat in enumerate(st.home_patterns[h]):
+                if j in home_pat.residents:
+                    room[var.hpat[h, pi]] = -1.0
+            lm.add("fractional_capacity", room, hi=0.0)
 
     def _running(self) -> None:
         r"""Non-preemptible running jobs stay where they are: :math:`\sum_i \kappa_{ji} = 1`

@@ -45,7 +45,7 @@ class ExactModel:
                  skip_families: frozenset[str] = frozenset()) -> None:
         self.ci = ci
         self.st = Structure(ci, tensor_parallel="tensor_parallel" not in skip_families,
-                            locality="locality" not in skip_families)
+                            locality="locality" not in skip_families, pin_running="running" not in skip_families)
         self.lm = LinearModel(deadline, skip_families)
         self.var: Variables = make_variables(self.lm, self.st)
         self.lm.check_time()
@@ -66,7 +66,8 @@ class ExactModel:
         pool: dict[tuple[int, int, int], int] = defaultdict(int)
         within: dict[tuple[int, int, int, int, int], int] = defaultdict(int)  # (tier, first slot, k, n, tp)
         bins: dict[int, list[int]] = defaultdict(list)
-        join: dict[tuple[int, int], int] = defaultdict(int)
+        join: dict[int, list[int]] = defaultdict(lambda: [0] * len(st.size_classes))  # home -> joins per class
+        stays: dict[int, set[int]] = defaultdict(set)  # home -> residents kept
         home_index = {g: h for h, g in enumerate(st.home_gpus)}
         used_nodes: set[int] = set()
         for p in decision.placements:
@@ -84,9 +85,10 @@ class ExactModel:
                     x[var.home_used[h]] = 1
                     if st.home_of_job.get(j) == h and j in var.fkeep:
                         x[var.fkeep[j]] = 1
+                        stays[h].add(j)
                     elif (j, k) in var.fhome:
                         x[var.fhome[j, k]] = 1
-                        join[h, st.size_of_job[j]] += 1
+                        join[h][st.size_of_job[j]] += 1
                 elif (j, k) in var.fnew:
                     x[var.fnew[j, k]] = 1
                     bins[g].append(j)
@@ -186,8 +188,12 @@ class ExactModel:
             x[var.shared[slot_map[s]]] += n
         for key, n in pattern.items():
             x[var.pattern[key]] = n
-        for key, n in join.items():
-            x[var.join[key]] = n
+        for h in sorted(set(stays) | set(join)):  # the first home pattern with room for the hint's filling
+            need = join[h]
+            p_index = next((p for p, pat in enumerate(st.home_patterns[h]) if stays[h] <= pat.residents
+                            and all(a >= b for a, b in zip(pat.joins, need, strict=True))), None)
+            if p_index is not None:
+                x[var.hpat[h, p_index]] = 1
         for v, flag in on.items():
             if v in var.on:
                 x[var.on[node_map[v]]] = flag
@@ -306,7 +312,10 @@ class ExactModel:
                     room[b][q] -= 1
                     g = gpus[b]
                 placements[j] = self._placement(j, [g], None, 1)
-        room_home = {(h, q): int(val[x]) for (h, q), x in var.join.items()}
+        room_home: dict[tuple[int, int], int] = {}  # (home, class) -> joining tasks its pattern has room for
+        for (home, p), x in var.hpat.items():
+            for q, a in enumerate(st.home_patterns[home][p].joins):
+                room_home[home, q] = room_home.get((home, q), 0) + a * int(val[x])
         for (j, k), x in sorted(var.fhome.items()):
             if not val[x]:
                 continue

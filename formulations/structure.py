@@ -12,6 +12,9 @@ r"""The aggregated index sets of the exact model, derived from a :class:`Compile
 * **Fractional size classes and patterns.** Fractional tasks with equal (milli, memory)
   are interchangeable for capacity; the maximal multisets of size classes fitting one GPU
   of a type are its patterns.
+* **Home patterns.** A GPU holding running fractional tasks (a *home* GPU) gets its own
+  maximal patterns over its residents (each at most once; the pinned non-preemptible ones
+  always) and the size classes that may join it: the convex hull of one GPU's packings.
 * **Symmetry classes.** Nodes of one rack with the same type, domains and host power
   that hold no running work are interchangeable.
 """
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from solver.compiled import N_TIERS, CompiledInstance, Option, Terms, inference_terms
 from solver.model import FractionalTask, InferenceService
 
-__all__ = ["JobClass", "ModelTooLarge", "Slot", "Structure"]
+__all__ = ["HomePattern", "JobClass", "ModelTooLarge", "Slot", "Structure", "maximal_patterns"]
 
 #: Unit levels: NVLink slot, node, rack, pod; tier 4 (anywhere) needs no unit.
 LEVELS = (0, 1, 2, 3)
@@ -70,6 +73,15 @@ class JobClass:
     tier_dependent: bool
 
 
+@dataclass(frozen=True)
+class HomePattern:
+    """A maximal way to fill one home GPU: room for the running tasks in ``residents`` (job
+    indices; the pinned ones are in every pattern) and ``joins[q]`` joining tasks of class ``q``."""
+
+    residents: frozenset[int]
+    joins: tuple[int, ...]
+
+
 class Structure:
     """Slots, units, classes, keep options, fractional patterns and symmetry classes.
 
@@ -81,9 +93,13 @@ class Structure:
         False drops the tensor-parallel family: every class is treated as ``tp = 1``.
     locality
         False drops the locality family: every class is pooled (tier-0 costs).
+    pin_running
+        False drops the running family: non-preemptible running tasks may leave their home
+        GPU too, so home patterns do not reserve their room.
     """
 
-    def __init__(self, ci: CompiledInstance, *, tensor_parallel: bool = True, locality: bool = True) -> None:
+    def __init__(self, ci: CompiledInstance, *, tensor_parallel: bool = True, locality: bool = True,
+                 pin_running: bool = True) -> None:
         self.ci = ci
         inst = ci.instance
         self._units: dict[tuple[int, int, int], dict[int | None, list[int]]] = {}
@@ -134,6 +150,7 @@ class Structure:
         self.job_classes: dict[int, list[int]] = defaultdict(list)
         self._build_classes(locality)
         self._build_fractional()
+        self.home_patterns = [self._home_patterns(h, pin_running) for h in range(len(self.home_gpus))]
         self.symmetry_classes = self._symmetry_classes(busy_nodes)
 
     # ------------------------------------------------------------------ slots and units
@@ -296,6 +313,36 @@ class Structure:
             self.patterns[k] = maximal_patterns([self.size_classes[i] if i in sizes else None
                                                  for i in range(len(self.size_classes))], mem)
 
+    def _home_patterns(self, h: int, pin_running: bool) -> tuple[HomePattern, ...]:
+        """Maximal fillings of home GPU ``h``: residents that can stay (at most once each) and
+        joining size classes, in the room the pinned (non-preemptible) residents leave."""
+        ci = self.ci
+        g = self.home_gpus[h]
+        k = int(ci.gpu_type[g])
+        residents = [j for j, hh in sorted(self.home_of_job.items()) if hh == h]
+        pinned = [j for j in residents if pin_running and not ci.jobs[j].preemptible]
+        free = [j for j in residents if j not in pinned and any(o.type_index == k for o in ci.options[j])]
+        milli = float(FRAC_CAPACITY)
+        memory = ci.instance.gpu_types[k].memory_gib
+        for j in pinned:
+            task = ci.jobs[j]
+            assert isinstance(task, FractionalTask)
+            milli -= task.gpu_milli
+            memory -= task.memory_gib
+        if milli < 0 or memory < -1e-9:
+            return ()
+        joinable = self.frac_types.get(k, set())
+        nq = len(self.size_classes)
+        sizes: list[tuple[int, float] | None] = [self.size_classes[q] if q in joinable else None for q in range(nq)]
+        for j in free:
+            task = ci.jobs[j]
+            assert isinstance(task, FractionalTask)
+            sizes.append((task.gpu_milli, task.memory_gib))
+        limits: list[int | None] = [None] * nq + [1] * len(free)
+        pats = maximal_patterns(sizes, memory, milli=milli, limits=limits) or [(0,) * len(sizes)]
+        return tuple(HomePattern(frozenset(pinned) | frozenset(j for j, a in zip(free, pat[nq:], strict=True) if a),
+                                 pat[:nq]) for pat in pats)
+
     # ------------------------------------------------------------------ symmetry
     def _symmetry_classes(self, busy_nodes: set[int]) -> list[list[int]]:
         inst = self.ci.instance
@@ -308,33 +355,44 @@ class Structure:
         return [vs for vs in groups.values() if len(vs) > 1]
 
 
-def maximal_patterns(sizes: list[tuple[int, float] | None], memory_gib: float) -> list[tuple[int, ...]]:
+def maximal_patterns(sizes: list[tuple[int, float] | None], memory_gib: float, *, milli: float = FRAC_CAPACITY,
+                     limits: list[int | None] | None = None) -> list[tuple[int, ...]]:
     r"""Maximal multisets of size classes fitting one GPU.
 
     A pattern :math:`p` counts :math:`a_{p\sigma}` tasks of size class :math:`\sigma`
-    with :math:`\sum_\sigma a_{p\sigma} m_\sigma \le 1000` milli-GPU and
-    :math:`\sum_\sigma a_{p\sigma} \mu_\sigma \le` the type's memory; maximal means no
-    further task fits. Every feasible multiset is dominated by a maximal one.
+    with :math:`\sum_\sigma a_{p\sigma} m_\sigma \le` ``milli`` (1000: a whole GPU) and
+    :math:`\sum_\sigma a_{p\sigma} \mu_\sigma \le` ``memory_gib``, and
+    :math:`a_{p\sigma} \le` ``limits[sigma]`` where given; maximal means no further task
+    fits. Every feasible multiset is dominated by a maximal one.
 
     Parameters
     ----------
     sizes
         ``(milli, memory_gib)`` per size class, None for classes not allowed here.
     memory_gib
-        GPU memory of the type.
+        GPU memory available.
+    milli
+        Milli-GPU available.
+    limits
+        Largest count per class (None: unlimited).
     """
-    idx = [i for i, s in enumerate(sizes) if s is not None and s[0] <= FRAC_CAPACITY and s[1] <= memory_gib + 1e-9]
+    lim = limits if limits is not None else [None] * len(sizes)
+    idx = [i for i, s in enumerate(sizes) if s is not None and s[0] <= milli and s[1] <= memory_gib + 1e-9]
     out: list[tuple[int, ...]] = []
     counts = [0] * len(sizes)
 
-    def fits(i: int, milli: int, mem: float) -> bool:
+    def fits(i: int, used_milli: float, used_mem: float) -> bool:
         s = sizes[i]
         assert s is not None
-        return milli + s[0] <= FRAC_CAPACITY and mem + s[1] <= memory_gib + 1e-9
+        return used_milli + s[0] <= milli and used_mem + s[1] <= memory_gib + 1e-9
 
-    def rec(pos: int, milli: int, mem: float) -> None:
+    def below_limit(i: int, n: int) -> bool:
+        cap = lim[i]
+        return cap is None or n < cap
+
+    def rec(pos: int, used_milli: float, used_mem: float) -> None:
         if pos == len(idx):
-            if not any(fits(i, milli, mem) for i in idx):
+            if not any(below_limit(i, counts[i]) and fits(i, used_milli, used_mem) for i in idx):
                 out.append(tuple(counts))
                 if len(out) > MAX_PATTERNS:
                     raise ModelTooLarge(f"more than {MAX_PATTERNS} fractional packing patterns")
@@ -344,13 +402,13 @@ def maximal_patterns(sizes: list[tuple[int, float] | None], memory_gib: float) -
         assert s is not None
         n = 0
         while True:
-            rec(pos + 1, milli + n * s[0], mem + n * s[1])
-            if not fits(i, milli + n * s[0], mem + n * s[1]):
+            rec(pos + 1, used_milli + n * s[0], used_mem + n * s[1])
+            if not below_limit(i, n) or not fits(i, used_milli + n * s[0], used_mem + n * s[1]):
                 break
             n += 1
             counts[i] = n
         counts[i] = 0
 
     if idx:
-        rec(0, 0, 0.0)
+        rec(0, 0.0, 0.0)
     return out

@@ -14,7 +14,7 @@ r"""Typed containers of the model's variables (all integer; binary when the boun
 ``fnew[j, k]``          fractional task ``j`` on a newly shared GPU of type ``k``
 ``fhome[j, k]``         fractional task ``j`` joins a home GPU (of a running task) of type ``k``
 ``pattern[k, p]``       newly shared GPUs of type ``k`` packed with pattern ``p``
-``join[h, q]``          tasks of size class ``q`` joining home GPU ``h``
+``hpat[h, p]``          home GPU ``h`` is filled by its home pattern ``p``
 ``home_used[h]``        home GPU ``h`` holds fractional work
 ``shared[s]``           newly shared GPUs in slot ``s``
 ======================  ==========================================================
@@ -22,12 +22,10 @@ r"""Typed containers of the model's variables (all integer; binary when the boun
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from math import inf
 
 from formulations.linear import LinearModel
-from formulations.structure import FRAC_CAPACITY, TIER_ANYWHERE, Structure
+from formulations.structure import TIER_ANYWHERE, Structure
 from solver.compiled import weighted
 from solver.model import FractionalTask
 
@@ -48,7 +46,7 @@ class Variables:
     fnew: dict[tuple[int, int], int] = field(default_factory=dict)
     fhome: dict[tuple[int, int], int] = field(default_factory=dict)
     pattern: dict[tuple[int, int], int] = field(default_factory=dict)
-    join: dict[tuple[int, int], int] = field(default_factory=dict)
+    hpat: dict[tuple[int, int], int] = field(default_factory=dict)
     home_used: dict[int, int] = field(default_factory=dict)
     shared: dict[int, int] = field(default_factory=dict)
     class_of: dict[tuple[int, int], int] = field(default_factory=dict)
@@ -145,33 +143,8 @@ def make_variables(lm: LinearModel, st: Structure) -> Variables:
         for s in st.slots:
             if s.type_index == k:
                 var.shared[s.index] = lm.var(f"shared[{s.index}]", s.capacity)
-    tight = not ({"running", "fractional_capacity"} & lm.skip_families)
-    for h, g in enumerate(st.home_gpus):
+    for h in range(len(st.home_gpus)):
         var.home_used[h] = lm.var(f"home_used[{h}]", 1)
-        milli, mem = home_room(st, h) if tight else (float(FRAC_CAPACITY), inf)
-        for q in sorted(st.frac_types.get(int(ci.gpu_type[g]), ())):
-            var.join[h, q] = lm.var(f"join[{h},{q}]", room_count(st.size_classes[q], milli, mem))
+        for p in range(len(st.home_patterns[h])):
+            var.hpat[h, p] = lm.var(f"hpat[{h},{p}]", 1)
     return var
-
-
-def home_room(st: Structure, h: int, minus: tuple[float, float] = (0.0, 0.0)) -> tuple[float, float]:
-    """Milli-GPU and memory of home GPU ``h`` left by its non-preemptible running tasks
-    (which must stay), less ``minus``."""
-    ci = st.ci
-    milli = float(FRAC_CAPACITY) - minus[0]
-    mem = ci.instance.gpu_types[int(ci.gpu_type[st.home_gpus[h]])].memory_gib - minus[1]
-    for j, hh in st.home_of_job.items():
-        job = ci.jobs[j]
-        if hh == h and not job.preemptible:
-            assert isinstance(job, FractionalTask)
-            milli -= job.gpu_milli
-            mem -= job.memory_gib
-    return milli, mem
-
-
-def room_count(size: tuple[int, float], milli: float, mem: float) -> int:
-    """How many tasks of ``size`` (milli, memory) fit in ``milli`` and ``mem``."""
-    n = math.floor(milli / size[0] + 1e-9) if size[0] > 0 else FRAC_CAPACITY
-    if size[1] > 0:
-        n = min(n, math.floor(mem / size[1] + 1e-9))
-    return max(0, n)

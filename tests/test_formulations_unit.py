@@ -21,6 +21,7 @@ from formulations.model import ExactModel
 from formulations.structure import maximal_patterns
 from solver.compiled import CompiledInstance
 from solver.fileformat import SCHEMA_VERSION
+from solver.generate import generate
 from solver.heuristics import greedy_decision
 from solver.methods import MethodOutput
 from solver.model import Instance
@@ -264,6 +265,40 @@ def test_empty_decision_hint() -> None:
 def test_maximal_patterns() -> None:
     assert sorted(maximal_patterns([(500, 1.0), (300, 1.0)], 80.0)) == [(0, 3), (1, 1), (2, 0)]
     assert maximal_patterns([(500, 30.0), None], 40.0) == [(1, 0)]
+    # a resident (limit 1) beside a class, in the room a pinned task leaves (600 milli)
+    assert sorted(maximal_patterns([(500, 1.0), (300, 1.0)], 80.0, limits=[1, None])) == [(0, 3), (1, 1)]
+    assert sorted(maximal_patterns([(500, 1.0), (300, 1.0)], 80.0, milli=600, limits=[1, None])) == [(0, 2), (1, 0)]
+    assert maximal_patterns([(500, 1.0)], 80.0, milli=400) == []
+
+
+def test_home_patterns_are_maximal_fillings() -> None:
+    """Every home pattern of medium s0 holds its pinned residents, fits the GPU and is maximal."""
+    ci = CompiledInstance(generate("medium", 0))
+    model = ExactModel(ci)
+    st = model.st
+    assert len(st.home_gpus) == 47 and sum(len(p) for p in st.home_patterns) == len(model.var.hpat)
+    for h, pats in enumerate(st.home_patterns):
+        k = int(ci.gpu_type[st.home_gpus[h]])
+        memory = ci.instance.gpu_types[k].memory_gib
+        residents = [j for j, hh in st.home_of_job.items() if hh == h]
+        pinned = {j for j in residents if not ci.jobs[j].preemptible}
+        assert pats
+        for pat in pats:
+            assert pinned <= pat.residents <= set(residents)
+            items = [(ci.jobs[j].gpu_milli, ci.jobs[j].memory_gib) for j in pat.residents]  # type: ignore[union-attr]
+            items += [st.size_classes[q] for q, a in enumerate(pat.joins) for _ in range(a)]
+            milli, mem = sum(m for m, _ in items), sum(g for _, g in items)
+            assert milli <= 1000 and mem <= memory + 1e-9
+            addable = [st.size_classes[q] for q in st.frac_types.get(k, ())]
+            addable += [(ci.jobs[j].gpu_milli, ci.jobs[j].memory_gib)  # type: ignore[union-attr]
+                        for j in residents if j not in pat.residents]
+            assert not any(milli + m <= 1000 and mem + g <= memory + 1e-9 for m, g in addable)
+
+
+def test_lp_bound_medium_s0() -> None:
+    """The home patterns lift the LP relaxation of medium s0 from 377.18 (knapsack rows) to 377.96."""
+    bound = lower_bound(CompiledInstance(generate("medium", 0)), Deadline(60.0))
+    assert bound == pytest.approx(377.96075, abs=1e-4)
 
 
 def test_cbc_log_bound() -> None:
