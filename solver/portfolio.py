@@ -38,7 +38,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
-from solver.checker import check
 from solver.compiled import CompiledInstance
 from solver.heuristics.greedy import greedy_decision
 from solver.methods import REGISTRY, Method, MethodOutput, available, get_method
@@ -54,7 +53,8 @@ RESERVE_FRACTION = 0.03
 #: Seconds a stage may run past its deadline (an exact backend's child is killed 0.1 s after it).
 STAGE_OVERRUN_S = 0.25
 #: Seconds per GPU plus job that one check (or building the topology index) takes: measured ~1e-5 on xl
-#: (10,240 GPUs + 4,955 jobs: topology 0.24 s, check 0.10 s), with a 20% margin.
+#: (10,240 GPUs + 4,955 jobs: topology 0.24 s, check 0.10 s), with a 20% margin. Since then the index
+#: takes ~0.12 s and a check ~0.08 s; the value is kept as a margin for a loaded machine.
 CHECK_S_PER_ITEM = 1.2e-5
 EXTRA_HEURISTICS = ("fgd", "energy-greedy", "edf", "sjf")
 #: Stages that ``auto`` runs through a variant without its own bound (``auto`` computes one once).
@@ -135,7 +135,7 @@ def run_attempt(
     objective = None
     message = out.message
     if out.decision is not None:
-        report = check(ci.instance, out.decision, ci.topology)
+        report = ci.check(out.decision)
         if report.valid:
             objective = report.objective
             cand = Candidate(out.decision, objective)
@@ -169,8 +169,10 @@ def auto_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None,
     def left() -> float:
         return deadline.remaining() - reserve_s
 
-    # room for checking: the topology index (built once), our check of greedy and solve()'s final check
-    reserve_s += CHECK_S_PER_ITEM * (len(ci.gpu_ids) + len(ci.jobs)) * (3 if "topology" not in vars(ci) else 2)
+    # room for checking: the topology index (built once), our check of greedy and of the hint; solve()'s
+    # final check of the best decision reuses the report of its attempt (CompiledInstance.check)
+    checks = (1 if "topology" in vars(ci) else 2) + (hint is not None)
+    reserve_s += CHECK_S_PER_ITEM * (len(ci.gpu_ids) + len(ci.jobs)) * checks
     t0 = time.perf_counter()
     greedy_deadline = Deadline(max(0.0, left()))
     record(*run_attempt("greedy", lambda: MethodOutput(greedy_decision(ci, deadline=greedy_deadline),

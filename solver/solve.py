@@ -10,8 +10,7 @@ from __future__ import annotations
 import time
 import traceback
 
-from solver.checker import check
-from solver.compiled import CompiledInstance
+from solver.compiled import CompiledInstance, gc_paused
 from solver.methods import MethodOutput, get_method
 from solver.model import Instance
 from solver.result import Attempt, Decision, Result, Status, relative_gap
@@ -83,7 +82,11 @@ def solve(
     start = time.perf_counter()
     deadline = Deadline(time_limit_s)
     fn = get_method(method)
-    ci = compiled if compiled is not None else CompiledInstance(instance)
+    if compiled is not None:
+        ci = compiled
+    else:
+        with gc_paused():
+            ci = CompiledInstance(instance)
     try:
         out = fn(ci, deadline, hint, seed)
     except Exception as exc:  # a crashing backend is an attempt with a status, not an exception
@@ -92,7 +95,7 @@ def solve(
     decision, objective, metrics = out.decision, None, {}
     message = out.message
     if decision is not None:
-        report = check(instance, decision, ci.topology)
+        report = ci.check(decision, instance)  # once: a portfolio's decision was checked already
         if report.valid:
             objective, metrics = report.objective, report.metrics
         else:

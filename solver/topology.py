@@ -97,30 +97,37 @@ def build_graph(nodes: Sequence[Node], gpu_types: dict[str, GpuType], links: Lin
     between rack and pod, core between pod and cluster. GPU nodes carry their
     ``gpu_type`` and ``numa`` (index of the node's NUMA / PCIe-root group).
     """
-    g = nx.Graph()
-    g.add_node("cluster", level="cluster")
+    # nodes and edges are collected in the order of a node-by-node construction and added in bulk
+    nodes_out: list[tuple[str, dict[str, object]]] = [("cluster", {"level": "cluster"})]
+    edges: list[tuple[str, str, dict[str, float]]] = []
+    seen: set[str] = set()
     for node in nodes:
         pod, rack, nid = f"pod:{node.pod}", f"rack:{node.rack}", f"node:{node.id}"
-        if pod not in g:
-            g.add_node(pod, level="pod")
-            g.add_edge("cluster", pod, bandwidth_gbps=links.core_bw_gbps)
-        if rack not in g:
-            g.add_node(rack, level="rack")
-            g.add_edge(pod, rack, bandwidth_gbps=links.spine_bw_gbps)
-        g.add_node(nid, level="node", gpu_type=node.gpu_type, host_power_w=node.host_power_w)
-        g.add_edge(rack, nid, bandwidth_gbps=links.leaf_bw_gbps)
+        if pod not in seen:
+            seen.add(pod)
+            nodes_out.append((pod, {"level": "pod"}))
+            edges.append(("cluster", pod, {"bandwidth_gbps": links.core_bw_gbps}))
+        if rack not in seen:
+            seen.add(rack)
+            nodes_out.append((rack, {"level": "rack"}))
+            edges.append((pod, rack, {"bandwidth_gbps": links.spine_bw_gbps}))
+        nodes_out.append((nid, {"level": "node", "gpu_type": node.gpu_type, "host_power_w": node.host_power_w}))
+        edges.append((rack, nid, {"bandwidth_gbps": links.leaf_bw_gbps}))
         gtype = gpu_types.get(node.gpu_type)
         nv_bw = gtype.nvlink_bw_gbps if gtype is not None else 0.0
         numa_of = {i: k for k, dom in enumerate(node.numa_domains) for i in dom}
         for k, domain in enumerate(node.nvlink_domains):
             dom = f"nvlink:{node.id}:{k}"
-            g.add_node(dom, level="nvlink")
-            g.add_edge(nid, dom, bandwidth_gbps=links.pcie_bw_gbps)
+            nodes_out.append((dom, {"level": "nvlink"}))
+            edges.append((nid, dom, {"bandwidth_gbps": links.pcie_bw_gbps}))
+            bw = nv_bw if len(domain) > 1 and nv_bw > 0 else links.pcie_bw_gbps
             for i in domain:
                 gpu = f"gpu:{node.id}/{i}"
-                g.add_node(gpu, level="gpu", gpu_type=node.gpu_type, numa=numa_of.get(i, 0))
-                bw = nv_bw if len(domain) > 1 and nv_bw > 0 else links.pcie_bw_gbps
-                g.add_edge(dom, gpu, bandwidth_gbps=bw)
+                nodes_out.append((gpu, {"level": "gpu", "gpu_type": node.gpu_type, "numa": numa_of.get(i, 0)}))
+                edges.append((dom, gpu, {"bandwidth_gbps": bw}))
+    g = nx.Graph()
+    g.add_nodes_from(nodes_out)
+    g.add_edges_from(edges)
     return g
 
 
@@ -133,21 +140,24 @@ class TopologyIndex:
     """
 
     def __init__(self, graph: nx.Graph) -> None:
-        parents = nx.bfs_predecessors(graph, "cluster")
-        parent = dict(parents)
         self.level_of: dict[str, str] = {n: d["level"] for n, d in graph.nodes(data=True)}
+        # breadth-first from the root (the parents networkx's bfs_predecessors gives); the chain of
+        # a graph node is itself and its ancestors, shared by its children
+        adj = dict(graph.adjacency())
+        parent: dict[str, str] = {}
+        up: dict[str, tuple[str, ...]] = {"cluster": ("cluster",)}
+        queue = ["cluster"]
+        for u in queue:
+            above = up[u]
+            for v in adj[u]:
+                if v not in up:
+                    parent[v] = u
+                    up[v] = (v, *above)
+                    queue.append(v)
         self.chain: dict[str, tuple[str, ...]] = {}
         for n, level in self.level_of.items():
-            if level != "gpu":
-                continue
-            chain = []
-            cur = parent[n]
-            while True:
-                chain.append(cur)
-                if cur == "cluster":
-                    break
-                cur = parent[cur]
-            self.chain[n[len("gpu:"):]] = tuple(chain)
+            if level == "gpu":
+                self.chain[n[len("gpu:"):]] = up[parent[n]]
 
     def tier(self, gpu_ids: Iterable[str]) -> int:
         """Locality tier (index into :data:`TIER_NAMES`) of a non-empty GPU set."""

@@ -20,6 +20,7 @@ from solver.compiled import CompiledInstance
 from solver.generate import generate
 from solver.model import Instance
 from solver.result import Decision, Placement
+from solver.solve import solve
 from solver.topology import TopologyIndex, build_graph
 
 KWH = 3.6e6  # J per kWh
@@ -226,3 +227,38 @@ def test_tiers_of_the_toy_cluster(toy_instance: Instance) -> None:
     for gpus, tier in cases.items():
         assert ci.tier([idx[g] for g in gpus]) == tier
         assert ci.topology.tier(gpus) == tier
+
+
+def test_compiled_check_reuses_the_report_of_the_same_decision() -> None:
+    inst = generate("small", 0)
+    ci = CompiledInstance(inst)
+    decision = solve(inst, "greedy", time_limit_s=30).decision
+    assert decision is not None
+    first = ci.check(decision)
+    again = ci.check(decision, inst)
+    assert again == first == check(inst, decision)
+    again.metrics["objective"] = -1.0  # each caller gets its own metrics
+    assert ci.check(decision).metrics == first.metrics
+    broken = Decision(decision.placements + decision.placements[:1], decision.powered_off_nodes)
+    assert ci.check(broken).kinds() == check(inst, broken).kinds() == {"duplicate_placement"}
+
+
+@pytest.mark.parametrize("family", ["tiny", "medium"])
+def test_topology_index_matches_networkx_bfs(family: str) -> None:
+    import networkx as nx
+
+    inst = generate(family, 0)
+    graph = build_graph(inst.nodes, {t.name: t for t in inst.gpu_types}, inst.links)
+    assert nx.is_tree(graph)
+    parent = dict(nx.bfs_predecessors(graph, "cluster"))
+    topo = TopologyIndex(graph)
+    for n, level in graph.nodes(data="level"):
+        if level != "gpu":
+            continue
+        chain, cur = [], parent[n]
+        while True:
+            chain.append(cur)
+            if cur == "cluster":
+                break
+            cur = parent[cur]
+        assert topo.chain[n[len("gpu:"):]] == tuple(chain)

@@ -180,3 +180,60 @@ def test_heuristics_are_deterministic(method: str) -> None:
     a = solver.solve(inst, method, time_limit_s=30)
     b = solver.solve(inst, method, time_limit_s=30)
     assert a.decision == b.decision
+
+
+def test_find_gang_tier_is_the_tier_of_the_gpus_found() -> None:
+    ci = CompiledInstance(solver.generate("medium", 1))
+    state = ClusterState(ci)
+    rng = np.random.default_rng(1)
+    state.take_whole([int(g) for g in rng.choice(len(ci.gpu_ids), size=len(ci.gpu_ids) // 2, replace=False)])
+    seen = set()
+    for t in range(len(ci.instance.gpu_types)):
+        for n, tp in ((1, 1), (2, 1), (3, 1), (4, 2), (8, 8), (12, 4), (16, 1), (40, 2), (10_000, 1)):
+            found = state.find_gang_tier(t, n, tp)
+            assert (found[0] if found is not None else None) == state.find_gang(t, n, tp)
+            if found is not None:
+                assert found[1] == ci.tier(found[0])
+                seen.add(found[1])
+    assert len(seen) >= 2
+
+
+def _reference_fraction(state: ClusterState, types: set[int], milli: int, mem_gib: float,
+                        mem_cap: dict[int, float]) -> int | None:
+    """The array-based rule find_fraction implements: most loaded shared GPU, else the busiest node."""
+    ci = state.ci
+    type_mem = np.array([mem_cap.get(k, 0.0) for k in range(len(ci.instance.gpu_types))])
+    shared = np.array(sorted(g for g in range(len(ci.gpu_ids)) if state.milli_used[g] > 0), dtype=np.int64)
+    if len(shared):
+        fit = (np.isin(ci.gpu_type[shared], list(types)) & ~state.whole_used[shared]
+               & (state.milli_used[shared] + milli <= 1000)
+               & (state.mem_used[shared] + mem_gib <= type_mem[ci.gpu_type[shared]] + 1e-9))
+        if fit.any():
+            idx = shared[fit]
+            return int(idx[np.argmax(state.milli_used[idx])])
+    node_type = np.array([ci.type_index[n.gpu_type] for n in ci.instance.nodes])
+    cand = np.flatnonzero(np.isin(node_type, list(types)) & (state.node_free > 0) & (type_mem[node_type] >= mem_gib))
+    if not len(cand):
+        return None
+    v = int(cand[np.argmax(state.node_used[cand])])
+    return min(min(state.domain_free[d]) for d in state.node_domains[v] if state.domain_free[d])
+
+
+def test_find_fraction_matches_the_array_rule() -> None:
+    ci = CompiledInstance(solver.generate("medium", 3))
+    state = ClusterState(ci)
+    rng = np.random.default_rng(2)
+    state.take_whole([int(g) for g in rng.choice(len(ci.gpu_ids), size=len(ci.gpu_ids) // 3, replace=False)])
+    mem_cap = {k: t.memory_gib for k, t in enumerate(ci.instance.gpu_types)}
+    all_types = set(range(len(ci.instance.gpu_types)))
+    placed = 0
+    for _ in range(600):
+        milli = int(rng.choice([100, 250, 300, 500, 700, 1000]))
+        mem = float(rng.choice([1.0, 8.0, 20.0, 40.0]))
+        types = all_types if rng.random() < 0.3 else {int(rng.integers(len(all_types)))}
+        got = state.find_fraction(types, milli, mem, mem_cap)
+        assert got == _reference_fraction(state, types, milli, mem, mem_cap)
+        if got is not None:
+            state.take_fraction(got, milli, mem)
+            placed += 1
+    assert placed > 100

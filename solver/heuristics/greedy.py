@@ -14,9 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-import numpy as np
-
-from solver.compiled import CompiledInstance, Option
+from solver.compiled import CompiledInstance, Option, gc_paused
 from solver.heuristics.state import ClusterState
 from solver.model import FractionalTask, Job
 from solver.result import Decision, Placement
@@ -65,19 +63,41 @@ def greedy_decision(
         When it expires, the pending jobs not yet considered are left unplaced (running
         jobs are always kept), so the decision stays feasible and arrives in time.
     """
+    with gc_paused():  # a bounded pass that allocates many short- and long-lived objects
+        return _greedy_pass(ci, order, option_key, skip, fraction_finder, deadline)
+
+
+def _greedy_pass(
+    ci: CompiledInstance,
+    order: OrderKey,
+    option_key: Callable[[CompiledInstance, Option, int, float], float] | None,
+    skip: Sequence[str],
+    fraction_finder: FractionFinder | None,
+    deadline: Deadline | None,
+) -> Decision:
+    """The pass of :func:`greedy_decision` (same parameters)."""
     inst = ci.instance
     state = ClusterState(ci)
     w = inst.objective
     placements: list[Placement] = []
     power_w = 0.0
-    powered = np.zeros(len(inst.nodes), dtype=bool)
+    n_nodes = len(inst.nodes)
+    powered = [False] * n_nodes
     budget = inst.power_budget_w if inst.power_budget_w is not None else math.inf
     skipped = set(skip)
+    # plain-Python copies of the per-GPU and per-node data read in the loop (same values)
+    gpu_node: list[int] = ci.gpu_node.tolist()
+    gpu_ids = ci.gpu_ids
+    node_watts = [ci.node_idle_power_w(v) for v in range(n_nodes)]
+    node_kwh = [ci.node_energy_kwh(v) for v in range(n_nodes)] if w.allow_power_down else []
+    penalty: list[float] = ci.unplaced_penalty.tolist()
+    # the terms of Option.cost without the ones that are the same for every option
+    w_e, w_v, w_t, w_m0 = w.energy_per_kwh, w.slo_violation, w.tardiness_per_h, w.migration * float(False)
 
     def node_cost(gpus: list[int]) -> tuple[float, float]:
-        new = {int(ci.gpu_node[g]) for g in gpus if not powered[int(ci.gpu_node[g])]}
-        watts = sum(ci.node_idle_power_w(v) for v in new)
-        kwh = sum(ci.node_energy_kwh(v) for v in new) if w.allow_power_down else 0.0
+        new = {gpu_node[g] for g in gpus if not powered[gpu_node[g]]}
+        watts = sum(node_watts[v] for v in new)
+        kwh = sum(node_kwh[v] for v in new) if w.allow_power_down else 0.0
         return kwh, watts
 
     def score(opt: Option, tier: int, extra_kwh: float, migrated: bool = False) -> float:
@@ -93,14 +113,14 @@ def greedy_decision(
         else:
             state.take_whole(gpus)
         for g in gpus:
-            powered[int(ci.gpu_node[g])] = True
+            powered[gpu_node[g]] = True
         power_w += extra_w + opt.terms[0][0].power_w
-        placements.append(Placement(job.id, tuple(ci.gpu_ids[g] for g in gpus), opt.power_cap_w,
+        placements.append(Placement(job.id, tuple(gpu_ids[g] for g in gpus), opt.power_cap_w,
                                     inst.now_s, opt.tp))
 
     if not w.allow_power_down:
-        powered[:] = True
-        power_w = sum(ci.node_idle_power_w(v) for v in range(len(inst.nodes)))
+        powered = [True] * n_nodes
+        power_w = sum(ci.node_idle_power_w(v) for v in range(n_nodes))
 
     # running jobs: keep them where they are
     pending: list[int] = []
@@ -128,38 +148,45 @@ def greedy_decision(
         if deadline is not None and done % 64 == 0 and deadline.expired():
             break
         job = ci.jobs[j]
-        best_val, best_pick = ci.unplaced_penalty[j], None
-        tried: dict[tuple[int, int, int], list[int] | None] = {}
-        # tier and node cost depend only on the GPUs found for a (type, size, tp) key
-        where: dict[tuple[int, int, int], tuple[int, float, float]] = {}
-        if fraction_finder is not None and isinstance(job, FractionalTask):
+        fractional = isinstance(job, FractionalTask)
+        best_val, best_pick = penalty[j], None
+        # GPUs, tier and node cost depend only on the (type, size, tp) key of an option
+        tried: dict[tuple[int, int, int], tuple[list[int], int, float, float] | None] = {}
+        if fraction_finder is not None and fractional:
             g_pick = fraction_finder(state, j, {o.type_index for o in ci.options[j]})
             for opt in ci.options[j]:
                 hit = g_pick is not None and int(ci.gpu_type[g_pick]) == opt.type_index
-                tried[(opt.type_index, opt.num_gpus, opt.tp)] = [g_pick] if hit and g_pick is not None else None
+                tried[(opt.type_index, opt.num_gpus, opt.tp)] = (
+                    ([g_pick], 0, *node_cost([g_pick])) if hit and g_pick is not None else None)
         for opt in ci.options[j]:
             key = (opt.type_index, opt.num_gpus, opt.tp)
-            if key not in tried:
-                if isinstance(job, FractionalTask):
+            if key in tried:
+                where = tried[key]
+            else:
+                if fractional:
+                    assert isinstance(job, FractionalTask)
                     g = state.find_fraction({opt.type_index}, job.gpu_milli, job.memory_gib, mem_cap)
-                    tried[key] = None if g is None else [g]
+                    found = None if g is None else ([g], 0)  # one GPU: NVLink tier
                 else:
-                    tried[key] = state.find_gang(opt.type_index, opt.num_gpus, opt.tp)
-            found = tried[key]
-            if found is None:
+                    found = state.find_gang_tier(opt.type_index, opt.num_gpus, opt.tp)
+                where = None if found is None else (found[0], found[1], *node_cost(found[0]))
+                tried[key] = where
+            if where is None:
                 continue
-            gpus = found
-            if key not in where:
-                where[key] = (ci.tier(gpus), *node_cost(gpus))
-            tier, extra_kwh, extra_w = where[key]
-            if power_w + extra_w + opt.terms[tier][0].power_w > budget + 1e-6:
+            gpus, tier, extra_kwh, extra_w = where
+            t_opt = opt.terms[tier][0]
+            if power_w + extra_w + t_opt.power_w > budget + 1e-6:
                 continue
-            val = score(opt, tier, extra_kwh)
+            if option_key is not None:
+                val = option_key(ci, opt, tier, extra_kwh)
+            else:  # opt.cost(inst, tier, False) + w_E * extra_kwh, the same operations inline
+                val = (w_e * t_opt.energy_kwh + w_v * float(t_opt.late) + w_t * t_opt.tardiness_h + w_m0
+                       + w_e * extra_kwh)
             if val < best_val - 1e-12:
                 best_val, best_pick = val, (opt, gpus, extra_w)
         if best_pick is not None:
             commit(j, *best_pick)
     off: tuple[str, ...] = ()
     if w.allow_power_down:
-        off = tuple(inst.nodes[v].id for v in range(len(inst.nodes)) if not powered[v])
+        off = tuple(inst.nodes[v].id for v in range(n_nodes) if not powered[v])
     return Decision(tuple(placements), off)
