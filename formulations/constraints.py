@@ -170,16 +170,17 @@ class Constraints:
         r"""Milli-GPU and memory of shared GPUs, through packing patterns.
 
         Newly shared GPUs of type :math:`k` (Gilmore-Gomory patterns :math:`y_{kp}`) and home
-        GPUs :math:`h` (one home pattern :math:`\lambda_{hp}` each, over its residents and the
-        joining classes):
+        classes :math:`c` (patterns :math:`\Lambda_{cp}` over the free-resident positions
+        :math:`r` and the joining classes, counted over the class's homes :math:`H_c`):
 
         .. math::
             \sum_{j \in q} x^{new}_{jk} \le \sum_p a_{pq} y_{kp}, \quad
             \sum_{s \in k} \text{shared}_s = \sum_p y_{kp}, \quad
-            \sum_{j \in q} x^{home}_{jk} \le \sum_{h \in k} \sum_p a_{hpq} \lambda_{hp},
+            \sum_{j \in q} x^{home}_{jk} \le \sum_{c \in k} \sum_p a_{cpq} \Lambda_{cp},
 
-            u_h = \sum_p \lambda_{hp}, \quad
-            \kappa_j \le \sum_{p \ni j} \lambda_{h(j)p}.
+            \sum_{h \in H_c} u_h = \sum_p \Lambda_{cp}, \quad
+            \sum_{h \in H_c} \kappa_{j(h, r)} \le \sum_{p \ni r} \Lambda_{cp}, \quad
+            \kappa_j \le u_{h(j)}.
         """
         st, var, ci = self.st, self.var, self.ci
         lm = self.lm
@@ -194,11 +195,13 @@ class Constraints:
             for p in range(len(pats)):
                 bal[var.pattern[k, p]] = -1.0
             lm.add("fractional_capacity", bal, lo=0.0, hi=0.0)
-        # home GPUs: one home pattern each (u_h = sum_p lambda_hp), room for joining tasks and residents
-        join_room: dict[tuple[int, int], Expr] = defaultdict(dict)  # (type, class) -> sum a_pq lambda_hp
-        for (h, pi), x in var.hpat.items():
-            k = int(ci.gpu_type[st.home_gpus[h]])
-            for q, a in enumerate(st.home_patterns[h][pi].joins):
+        # home GPUs: the used homes of a class are filled by its patterns (counted), which give room
+        # to joining tasks and to the residents at their positions
+        join_room: dict[tuple[int, int], Expr] = defaultdict(dict)  # (type, class) -> sum a_pq Lambda_cp
+        for (c, pi), x in var.hpat.items():
+            hc = st.home_classes[c]
+            k = int(ci.gpu_type[st.home_gpus[hc.homes[0]]])
+            for q, a in enumerate(hc.patterns[pi].joins):
                 if a:
                     join_room[k, q][x] = -float(a)
         home_types = sorted({int(ci.gpu_type[g]) for g in st.home_gpus})
@@ -207,18 +210,19 @@ class Constraints:
                 expr = {x: 1.0 for (j, kk), x in var.fhome.items() if kk == k and st.size_of_job[j] == q}
                 expr.update(join_room.get((k, q), {}))
                 lm.add("fractional_capacity", expr, hi=0.0)
-        for h, u in var.home_used.items():
-            used: Expr = {u: 1.0}
-            for pi in range(len(st.home_patterns[h])):
-                used[var.hpat[h, pi]] = -1.0
+        for c, hc in enumerate(st.home_classes):
+            used: Expr = {var.home_used[h]: 1.0 for h in hc.homes}
+            for pi in range(len(hc.patterns)):
+                used[var.hpat[c, pi]] = -1.0
             lm.add("fractional_capacity", used, lo=0.0, hi=0.0)
-        for j, x in var.fkeep.items():
-            h = st.home_of_job[j]
-            room: Expr = {x: 1.0}
-            for pi, home_pat in enumerate(st.home_patterns[h]):
-                if j in home_pat.residents:
-                    room[var.hpat[h, pi]] = -1.0
-            lm.add("fractional_capacity", room, hi=0.0)
+            for r in range(len(hc.free[0])):
+                room: Expr = {var.fkeep[free[r]]: 1.0 for free in hc.free if free[r] in var.fkeep}
+                for pi, home_pat in enumerate(hc.patterns):
+                    if r in home_pat.positions:
+                        room[var.hpat[c, pi]] = -1.0
+                lm.add("fractional_capacity", room, hi=0.0)
+        for j, x in var.fkeep.items():  # a kept task keeps its home GPU in use
+            lm.add("fractional_capacity", {x: 1.0, var.home_used[st.home_of_job[j]]: -1.0}, hi=0.0)
 
     def _running(self) -> None:
         r"""Non-preemptible running jobs stay where they are: :math:`\sum_i \kappa_{ji} = 1`

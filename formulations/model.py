@@ -188,12 +188,15 @@ class ExactModel:
             x[var.shared[slot_map[s]]] += n
         for key, n in pattern.items():
             x[var.pattern[key]] = n
-        for h in sorted(set(stays) | set(join)):  # the first home pattern with room for the hint's filling
-            need = join[h]
-            p_index = next((p for p, pat in enumerate(st.home_patterns[h]) if stays[h] <= pat.residents
-                            and all(a >= b for a, b in zip(pat.joins, need, strict=True))), None)
-            if p_index is not None:
-                x[var.hpat[h, p_index]] = 1
+        for hci, hc in enumerate(st.home_classes):  # per used home, the first pattern with room for its filling
+            for home, free in zip(hc.homes, hc.free, strict=True):
+                if not x[var.home_used[home]]:
+                    continue
+                positions = {r for r, jr in enumerate(free) if jr in stays[home]}
+                p_home = next((pi for pi, hp in enumerate(hc.patterns) if positions <= hp.positions
+                               and all(a >= b for a, b in zip(hp.joins, join[home], strict=True))), None)
+                if p_home is not None:
+                    x[var.hpat[hci, p_home]] += 1
         for v, flag in on.items():
             if v in var.on:
                 x[var.on[node_map[v]]] = flag
@@ -312,10 +315,19 @@ class ExactModel:
                     room[b][q] -= 1
                     g = gpus[b]
                 placements[j] = self._placement(j, [g], None, 1)
-        room_home: dict[tuple[int, int], int] = {}  # (home, class) -> joining tasks its pattern has room for
-        for (home, p), x in var.hpat.items():
-            for q, a in enumerate(st.home_patterns[home][p].joins):
-                room_home[home, q] = room_home.get((home, q), 0) + a * int(val[x])
+        filled: dict[int, tuple[int, ...]] = {}  # used home -> joins its pattern has room for
+        for hci, hc in enumerate(st.home_classes):
+            left = [pi for pi in range(len(hc.patterns)) for _ in range(int(val[var.hpat[hci, pi]]))]
+            used = []
+            for home, free in zip(hc.homes, hc.free, strict=True):
+                if val[var.home_used[home]]:
+                    used.append((home, {r for r, jr in enumerate(free) if jr in var.fkeep and val[var.fkeep[jr]]}))
+            for home, positions in sorted(used, key=lambda hk: (-len(hk[1]), hk[0])):  # keeping residents first
+                pick = next((pi for pi in left if positions <= hc.patterns[pi].positions), left[0] if left else None)
+                if pick is not None:  # (None only when the fractional family was skipped)
+                    left.remove(pick)
+                    filled[home] = hc.patterns[pick].joins
+        room_home = {(h, q): a for h in sorted(filled) for q, a in enumerate(filled[h])}
         for (j, k), x in sorted(var.fhome.items()):
             if not val[x]:
                 continue

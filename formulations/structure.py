@@ -12,9 +12,12 @@ r"""The aggregated index sets of the exact model, derived from a :class:`Compile
 * **Fractional size classes and patterns.** Fractional tasks with equal (milli, memory)
   are interchangeable for capacity; the maximal multisets of size classes fitting one GPU
   of a type are its patterns.
-* **Home patterns.** A GPU holding running fractional tasks (a *home* GPU) gets its own
-  maximal patterns over its residents (each at most once; the pinned non-preemptible ones
-  always) and the size classes that may join it: the convex hull of one GPU's packings.
+* **Home classes and patterns.** A GPU holding running fractional tasks (a *home* GPU) is
+  filled by one of its class's maximal patterns over its free residents (each at most once;
+  the pinned non-preemptible ones always stay) and the size classes that may join it. Home
+  GPUs of one type with the same pinned sizes and at most one free resident of the same
+  size are one class: their patterns are counted, not chosen per GPU. A home with two or
+  more free residents is a class of its own.
 * **Symmetry classes.** Nodes of one rack with the same type, domains and host power
   that hold no running work are interchangeable.
 """
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 from solver.compiled import N_TIERS, CompiledInstance, Option, Terms, inference_terms
 from solver.model import FractionalTask, InferenceService
 
-__all__ = ["HomePattern", "JobClass", "ModelTooLarge", "Slot", "Structure", "maximal_patterns"]
+__all__ = ["HomeClass", "HomePattern", "JobClass", "ModelTooLarge", "Slot", "Structure", "maximal_patterns"]
 
 #: Unit levels: NVLink slot, node, rack, pod; tier 4 (anywhere) needs no unit.
 LEVELS = (0, 1, 2, 3)
@@ -75,11 +78,25 @@ class JobClass:
 
 @dataclass(frozen=True)
 class HomePattern:
-    """A maximal way to fill one home GPU: room for the running tasks in ``residents`` (job
-    indices; the pinned ones are in every pattern) and ``joins[q]`` joining tasks of class ``q``."""
+    """A maximal way to fill one home GPU of a class: room for its free residents at
+    ``positions`` and for ``joins[q]`` joining tasks of size class ``q`` (the pinned
+    residents' room is reserved in every pattern)."""
 
-    residents: frozenset[int]
+    positions: frozenset[int]
     joins: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class HomeClass:
+    """Interchangeable home GPUs: same type, same pinned sizes, free residents of equal sizes
+    (at most one each, unless the class has a single home).
+
+    ``free[i]`` lists the free residents (job indices, by position) of ``homes[i]``.
+    """
+
+    homes: tuple[int, ...]
+    free: tuple[tuple[int, ...], ...]
+    patterns: tuple[HomePattern, ...]
 
 
 class Structure:
@@ -150,7 +167,7 @@ class Structure:
         self.job_classes: dict[int, list[int]] = defaultdict(list)
         self._build_classes(locality)
         self._build_fractional()
-        self.home_patterns = [self._home_patterns(h, pin_running) for h in range(len(self.home_gpus))]
+        self.home_classes = self._home_classes(pin_running)
         self.symmetry_classes = self._symmetry_classes(busy_nodes)
 
     # ------------------------------------------------------------------ slots and units
@@ -313,22 +330,46 @@ class Structure:
             self.patterns[k] = maximal_patterns([self.size_classes[i] if i in sizes else None
                                                  for i in range(len(self.size_classes))], mem)
 
-    def _home_patterns(self, h: int, pin_running: bool) -> tuple[HomePattern, ...]:
-        """Maximal fillings of home GPU ``h``: residents that can stay (at most once each) and
-        joining size classes, in the room the pinned (non-preemptible) residents leave."""
+    def _home_classes(self, pin_running: bool) -> list[HomeClass]:
+        """Home GPUs grouped into classes, each with its maximal patterns."""
         ci = self.ci
-        g = self.home_gpus[h]
-        k = int(ci.gpu_type[g])
-        residents = [j for j, hh in sorted(self.home_of_job.items()) if hh == h]
-        pinned = [j for j in residents if pin_running and not ci.jobs[j].preemptible]
-        free = [j for j in residents if j not in pinned and any(o.type_index == k for o in ci.options[j])]
-        milli = float(FRAC_CAPACITY)
-        memory = ci.instance.gpu_types[k].memory_gib
-        for j in pinned:
+        residents: dict[int, list[int]] = defaultdict(list)
+        for j, h in sorted(self.home_of_job.items()):
+            residents[h].append(j)
+
+        def size(j: int) -> tuple[int, float]:
             task = ci.jobs[j]
             assert isinstance(task, FractionalTask)
-            milli -= task.gpu_milli
-            memory -= task.memory_gib
+            return task.gpu_milli, task.memory_gib
+
+        groups: dict[tuple[object, ...], list[tuple[int, tuple[int, ...]]]] = defaultdict(list)
+        for h, g in enumerate(self.home_gpus):
+            k = int(ci.gpu_type[g])
+            pinned = [j for j in residents[h] if pin_running and not ci.jobs[j].preemptible]
+            free = tuple(sorted((j for j in residents[h] if j not in pinned
+                                 and any(o.type_index == k for o in ci.options[j])), key=lambda j: (size(j), j)))
+            shape = (k, tuple(sorted(size(j) for j in pinned)), tuple(size(j) for j in free))
+            groups[shape if len(free) <= 1 else (h,)].append((h, free))
+        out: list[HomeClass] = []
+        for members in sorted(groups.values()):
+            h0, free0 = members[0]
+            out.append(HomeClass(tuple(h for h, _ in members), tuple(f for _, f in members),
+                                 self._home_patterns(h0, free0, pin_running)))
+        return out
+
+    def _home_patterns(self, h: int, free: tuple[int, ...], pin_running: bool) -> tuple[HomePattern, ...]:
+        """Maximal fillings of home GPU ``h``: its ``free`` residents (at most once each) and
+        joining size classes, in the room its pinned (non-preemptible) residents leave."""
+        ci = self.ci
+        k = int(ci.gpu_type[self.home_gpus[h]])
+        milli = float(FRAC_CAPACITY)
+        memory = ci.instance.gpu_types[k].memory_gib
+        for j, hh in self.home_of_job.items():
+            task = ci.jobs[j]
+            if hh == h and pin_running and not task.preemptible:
+                assert isinstance(task, FractionalTask)
+                milli -= task.gpu_milli
+                memory -= task.memory_gib
         if milli < 0 or memory < -1e-9:
             return ()
         joinable = self.frac_types.get(k, set())
@@ -340,8 +381,7 @@ class Structure:
             sizes.append((task.gpu_milli, task.memory_gib))
         limits: list[int | None] = [None] * nq + [1] * len(free)
         pats = maximal_patterns(sizes, memory, milli=milli, limits=limits) or [(0,) * len(sizes)]
-        return tuple(HomePattern(frozenset(pinned) | frozenset(j for j, a in zip(free, pat[nq:], strict=True) if a),
-                                 pat[:nq]) for pat in pats)
+        return tuple(HomePattern(frozenset(r for r, a in enumerate(pat[nq:]) if a), pat[:nq]) for pat in pats)
 
     # ------------------------------------------------------------------ symmetry
     def _symmetry_classes(self, busy_nodes: set[int]) -> list[list[int]]:

@@ -14,7 +14,7 @@ r"""Typed containers of the model's variables (all integer; binary when the boun
 ``fnew[j, k]``          fractional task ``j`` on a newly shared GPU of type ``k``
 ``fhome[j, k]``         fractional task ``j`` joins a home GPU (of a running task) of type ``k``
 ``pattern[k, p]``       newly shared GPUs of type ``k`` packed with pattern ``p``
-``hpat[h, p]``          home GPU ``h`` is filled by its home pattern ``p``
+``hpat[c, p]``          home GPUs of home class ``c`` filled by its pattern ``p``
 ``home_used[h]``        home GPU ``h`` holds fractional work
 ``shared[s]``           newly shared GPUs in slot ``s``
 ======================  ==========================================================
@@ -145,6 +145,7 @@ def make_variables(lm: LinearModel, st: Structure) -> Variables:
                 var.shared[s.index] = lm.var(f"shared[{s.index}]", s.capacity)
     for h in range(len(st.home_gpus)):
         var.home_used[h] = lm.var(f"home_used[{h}]", 1)
-        for p in range(len(st.home_patterns[h])):
-            var.hpat[h, p] = lm.var(f"hpat[{h},{p}]", 1)
+    for hci, hc in enumerate(st.home_classes):
+        for p in range(len(hc.patterns)):
+            var.hpat[hci, p] = lm.var(f"hpat[{hci},{p}]", len(hc.homes))
     return var

@@ -24,7 +24,7 @@ from solver.fileformat import SCHEMA_VERSION
 from solver.generate import generate
 from solver.heuristics import greedy_decision
 from solver.methods import MethodOutput
-from solver.model import Instance
+from solver.model import FractionalTask, Instance
 from solver.result import Decision, Status
 from solver.stop import Deadline
 
@@ -272,26 +272,32 @@ def test_maximal_patterns() -> None:
 
 
 def test_home_patterns_are_maximal_fillings() -> None:
-    """Every home pattern of medium s0 holds its pinned residents, fits the GPU and is maximal."""
+    """Medium s0's home classes: interchangeable homes, and every pattern fits and is maximal."""
     ci = CompiledInstance(generate("medium", 0))
     model = ExactModel(ci)
     st = model.st
-    assert len(st.home_gpus) == 47 and sum(len(p) for p in st.home_patterns) == len(model.var.hpat)
-    for h, pats in enumerate(st.home_patterns):
-        k = int(ci.gpu_type[st.home_gpus[h]])
+    assert sorted(h for hc in st.home_classes for h in hc.homes) == list(range(47))
+    assert len(st.home_classes) == 20
+    assert sum(len(hc.patterns) for hc in st.home_classes) == len(model.var.hpat)
+
+    def size(j: int) -> tuple[int, float]:
+        task = ci.jobs[j]
+        assert isinstance(task, FractionalTask)
+        return task.gpu_milli, task.memory_gib
+
+    for hc in st.home_classes:
+        k = int(ci.gpu_type[st.home_gpus[hc.homes[0]]])
         memory = ci.instance.gpu_types[k].memory_gib
-        residents = [j for j, hh in st.home_of_job.items() if hh == h]
-        pinned = {j for j in residents if not ci.jobs[j].preemptible}
-        assert pats
-        for pat in pats:
-            assert pinned <= pat.residents <= set(residents)
-            items = [(ci.jobs[j].gpu_milli, ci.jobs[j].memory_gib) for j in pat.residents]  # type: ignore[union-attr]
+        assert {(int(ci.gpu_type[st.home_gpus[h]]), tuple(size(j) for j in free))
+                for h, free in zip(hc.homes, hc.free, strict=True)} == {(k, tuple(size(j) for j in hc.free[0]))}
+        assert len(hc.homes) == 1 or len(hc.free[0]) <= 1
+        for pat in hc.patterns:
+            items = [size(hc.free[0][r]) for r in pat.positions]
             items += [st.size_classes[q] for q, a in enumerate(pat.joins) for _ in range(a)]
             milli, mem = sum(m for m, _ in items), sum(g for _, g in items)
             assert milli <= 1000 and mem <= memory + 1e-9
             addable = [st.size_classes[q] for q in st.frac_types.get(k, ())]
-            addable += [(ci.jobs[j].gpu_milli, ci.jobs[j].memory_gib)  # type: ignore[union-attr]
-                        for j in residents if j not in pat.residents]
+            addable += [size(j) for r, j in enumerate(hc.free[0]) if r not in pat.positions]
             assert not any(milli + m <= 1000 and mem + g <= memory + 1e-9 for m, g in addable)
 
 
