@@ -195,3 +195,17 @@ def test_portfolio_methods_pass_the_checker(family: str, seed: int, method: str)
     assert r.status in (Status.FEASIBLE, Status.OPTIMAL)
     assert check(inst, r.decision).valid
     assert r.runtime_s <= 3 * 1.1
+
+
+def test_auto_stops_once_proven_optimal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stage that proves the optimum ends the plan: the later stages are not run."""
+    from solver import portfolio
+
+    plan = portfolio.Plan(1 << 62, 1 << 62, 0.0, (portfolio.Stage(("milp-highs",), 0.5, min_s=0.1),
+                                                  portfolio.Stage(("cpsat",), 1.0, min_s=0.1)),
+                          extra_heuristics=False)
+    monkeypatch.setattr(portfolio, "PLANS", (plan,))
+    r = solver.solve(solver.generate("small", 0), "auto", time_limit_s=20, seed=0)
+    assert r.status == Status.OPTIMAL
+    assert r.objective == pytest.approx(183.06080, abs=1e-4)
+    assert [a.method for a in r.attempts] == ["greedy", "milp-highs"]
