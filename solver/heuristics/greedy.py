@@ -91,8 +91,6 @@ def _greedy_pass(
     node_watts = [ci.node_idle_power_w(v) for v in range(n_nodes)]
     node_kwh = [ci.node_energy_kwh(v) for v in range(n_nodes)] if w.allow_power_down else []
     penalty: list[float] = ci.unplaced_penalty.tolist()
-    # the terms of Option.cost without the ones that are the same for every option
-    w_e, w_v, w_t, w_m0 = w.energy_per_kwh, w.slo_violation, w.tardiness_per_h, w.migration * float(False)
 
     def node_cost(gpus: list[int]) -> tuple[float, float]:
         new = {gpu_node[g] for g in gpus if not powered[gpu_node[g]]}
@@ -177,11 +175,7 @@ def _greedy_pass(
             t_opt = opt.terms[tier][0]
             if power_w + extra_w + t_opt.power_w > budget + 1e-6:
                 continue
-            if option_key is not None:
-                val = option_key(ci, opt, tier, extra_kwh)
-            else:  # opt.cost(inst, tier, False) + w_E * extra_kwh, the same operations inline
-                val = (w_e * t_opt.energy_kwh + w_v * float(t_opt.late) + w_t * t_opt.tardiness_h + w_m0
-                       + w_e * extra_kwh)
+            val = score(opt, tier, extra_kwh)
             if val < best_val - 1e-12:
                 best_val, best_pick = val, (opt, gpus, extra_w)
         if best_pick is not None:
