@@ -331,7 +331,11 @@ class Structure:
                                                  for i in range(len(self.size_classes))], mem)
 
     def _home_classes(self, pin_running: bool) -> list[HomeClass]:
-        """Home GPUs grouped into classes, each with its maximal patterns."""
+        """Home GPUs grouped into classes, each with its maximal patterns.
+
+        A home's shape is its type, its pinned (non-preemptible) residents' sizes and its free
+        residents' sizes; homes of one shape with at most one free resident are one class.
+        """
         ci = self.ci
         residents: dict[int, list[int]] = defaultdict(list)
         for j, h in sorted(self.home_of_job.items()):
@@ -342,43 +346,31 @@ class Structure:
             assert isinstance(task, FractionalTask)
             return task.gpu_milli, task.memory_gib
 
-        groups: dict[tuple[object, ...], list[tuple[int, tuple[int, ...]]]] = defaultdict(list)
+        Shape = tuple[int, tuple[tuple[int, float], ...], tuple[tuple[int, float], ...]]
+        groups: dict[tuple[object, ...], list[tuple[int, tuple[int, ...], Shape]]] = defaultdict(list)
         for h, g in enumerate(self.home_gpus):
             k = int(ci.gpu_type[g])
             pinned = [j for j in residents[h] if pin_running and not ci.jobs[j].preemptible]
             free = tuple(sorted((j for j in residents[h] if j not in pinned
                                  and any(o.type_index == k for o in ci.options[j])), key=lambda j: (size(j), j)))
-            shape = (k, tuple(sorted(size(j) for j in pinned)), tuple(size(j) for j in free))
-            groups[shape if len(free) <= 1 else (h,)].append((h, free))
-        out: list[HomeClass] = []
-        for members in sorted(groups.values()):
-            h0, free0 = members[0]
-            out.append(HomeClass(tuple(h for h, _ in members), tuple(f for _, f in members),
-                                 self._home_patterns(h0, free0, pin_running)))
-        return out
+            shape: Shape = (k, tuple(sorted(size(j) for j in pinned)), tuple(size(j) for j in free))
+            groups[shape if len(free) <= 1 else (h,)].append((h, free, shape))
+        return [HomeClass(tuple(h for h, _, _ in members), tuple(f for _, f, _ in members),
+                          self._home_patterns(*members[0][2]))
+                for members in sorted(groups.values())]
 
-    def _home_patterns(self, h: int, free: tuple[int, ...], pin_running: bool) -> tuple[HomePattern, ...]:
-        """Maximal fillings of home GPU ``h``: its ``free`` residents (at most once each) and
-        joining size classes, in the room its pinned (non-preemptible) residents leave."""
-        ci = self.ci
-        k = int(ci.gpu_type[self.home_gpus[h]])
-        milli = float(FRAC_CAPACITY)
-        memory = ci.instance.gpu_types[k].memory_gib
-        for j, hh in self.home_of_job.items():
-            task = ci.jobs[j]
-            if hh == h and pin_running and not task.preemptible:
-                assert isinstance(task, FractionalTask)
-                milli -= task.gpu_milli
-                memory -= task.memory_gib
+    def _home_patterns(self, k: int, pinned: tuple[tuple[int, float], ...],
+                       free: tuple[tuple[int, float], ...]) -> tuple[HomePattern, ...]:
+        """Maximal fillings of a home GPU of type ``k``: its ``free`` residents' sizes (at most
+        once each) and joining size classes, in the room its ``pinned`` residents' sizes leave."""
+        milli = float(FRAC_CAPACITY) - sum(m for m, _ in pinned)
+        memory = self.ci.instance.gpu_types[k].memory_gib - sum(g for _, g in pinned)
         if milli < 0 or memory < -1e-9:
             return ()
         joinable = self.frac_types.get(k, set())
         nq = len(self.size_classes)
         sizes: list[tuple[int, float] | None] = [self.size_classes[q] if q in joinable else None for q in range(nq)]
-        for j in free:
-            task = ci.jobs[j]
-            assert isinstance(task, FractionalTask)
-            sizes.append((task.gpu_milli, task.memory_gib))
+        sizes += free
         limits: list[int | None] = [None] * nq + [1] * len(free)
         pats = maximal_patterns(sizes, memory, milli=milli, limits=limits) or [(0,) * len(sizes)]
         return tuple(HomePattern(frozenset(r for r, a in enumerate(pat[nq:]) if a), pat[:nq]) for pat in pats)
