@@ -257,8 +257,7 @@ class CompileCache:
 
     def __init__(self) -> None:
         self._train: dict[tuple[str, float], tuple[float, float]] = {}
-        self._sizing: dict[tuple[int, str, float], InferenceSizing | None] = {}
-        self._jobs: list[Job] = []  # keeps the jobs of ``_sizing``'s keys alive, so their ids stay unique
+        self._sizing: dict[tuple[InferenceService, str, float], InferenceSizing | None] = {}
 
     def train(self, gpu: GpuType, cap_w: float) -> tuple[float, float]:
         """``gpu.train_slowdown(cap_w)`` and ``gpu.train_power_w(cap_w) - gpu.idle_w``."""
@@ -270,12 +269,10 @@ class CompileCache:
 
     def sizing(self, inst: Instance, svc: InferenceService, gpu: GpuType, cap_w: float) -> InferenceSizing | None:
         """``size_inference(svc, inst.llm_model(svc.model), gpu, cap_w)``."""
-        key = (id(svc), gpu.name, cap_w)
-        if key in self._sizing:
-            return self._sizing[key]
-        self._jobs.append(svc)
-        got = self._sizing[key] = size_inference(svc, inst.llm_model(svc.model), gpu, cap_w)
-        return got
+        key = (svc, gpu.name, cap_w)  # frozen and hashable: equal services size alike
+        if key not in self._sizing:
+            self._sizing[key] = size_inference(svc, inst.llm_model(svc.model), gpu, cap_w)
+        return self._sizing[key]
 
 
 def unplaced_gpus(inst: Instance, job: Job, cache: CompileCache | None = None) -> float:
