@@ -201,22 +201,23 @@ def _fraction(cap: FreeCapacity, job: SimJob, types: Sequence[int], best: bool) 
     return int(cap.gpu_node[g]), (g,)
 
 
+def _fit(cap: FreeCapacity, job: SimJob, types: Sequence[int], consolidate: bool, best: bool) -> Slot | None:
+    """A CPU-only, whole-GPU or fractional slot for ``job``, tightest if ``best`` else first."""
+    if job.num_gpus == 0:
+        return _cpu_only(cap, job, best=best)
+    if job.whole:
+        return _whole(cap, job, types, consolidate, best=best)
+    return _fraction(cap, job, types, best=best)
+
+
 def first_fit(cap: FreeCapacity, job: SimJob, types: Sequence[int], consolidate: bool) -> Slot | None:
     """First node (node order) with room; types tried in the given order."""
-    if job.num_gpus == 0:
-        return _cpu_only(cap, job, best=False)
-    if job.whole:
-        return _whole(cap, job, types, consolidate, best=False)
-    return _fraction(cap, job, types, best=False)
+    return _fit(cap, job, types, consolidate, best=False)
 
 
 def best_fit(cap: FreeCapacity, job: SimJob, types: Sequence[int], consolidate: bool) -> Slot | None:
     """Tightest node (fewest free GPUs) or tightest GPU share over all allowed types."""
-    if job.num_gpus == 0:
-        return _cpu_only(cap, job, best=True)
-    if job.whole:
-        return _whole(cap, job, types, consolidate, best=True)
-    return _fraction(cap, job, types, best=True)
+    return _fit(cap, job, types, consolidate, best=True)
 
 
 @dataclass(frozen=True)
