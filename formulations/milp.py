@@ -38,16 +38,17 @@ RINS_LP_SHARE = 0.5
 #: RINS: up to this many tight rounds (every agreeing variable fixed), each with at most this share
 #: of the time left, while they improve; then one round fixing placement variables only, to the end.
 RINS_FIRST_ROUNDS = 4
+RINS_FIRST_SHARE = 0.3
 #: After the tight rounds, rounds that fix a random share (RINS_RANDOM_KEEP) of the agreeing variables, each
-#: with this share of the time left: other neighbourhoods than the LP's. On large s0-s4 (auto, 10 s) the worst
-#: gap went from 1.17% (s4) to 0.71%; s2/s3 lost 0.27/0.66 points to the shorter final round.
+#: with this share of the time left: other neighbourhoods than the LP's. On large s0-s4 (auto, 10 s, two runs)
+#: the worst gap went from 1.17% / 0.81% (s4) to 0.71% / 0.94%; s2/s3 lost 0.25-0.66 points to the shorter
+#: final round.
 RINS_RANDOM_ROUNDS = 2
 RINS_RANDOM_KEEP = 0.8
 RINS_RANDOM_SHARE = 0.34
 #: Relative gap at which a RINS sub-MIP stops: a sub-MIP's own optimum proves nothing globally, and on
 #: xl s4 HiGHS spent 18 of 30 s closing a sub-MIP's last 0.001%.
 RINS_SUBMIP_GAP = 1e-5
-RINS_FIRST_SHARE = 0.3
 #: Seconds kept back from HiGHS in a RINS round (HiGHS may stop a little late; the child is killed
 #: at the deadline and only reports after a round).
 RINS_MARGIN_S = 0.3
