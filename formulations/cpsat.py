@@ -20,7 +20,9 @@ integer data is made from the model's real coefficients:
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -34,7 +36,7 @@ from solver.methods import MethodOutput
 from solver.result import Decision, Status
 from solver.stop import Deadline
 
-__all__ = ["Scaling", "solve_cpsat"]
+__all__ = ["Scaling", "cpsat_model", "cpsat_solver", "solve_cpsat"]
 
 DEFAULT_WORKERS = 2
 #: CP-SAT workers used with 2+ workers: on medium (seed 0, 10 s) the default pair reached
@@ -125,15 +127,16 @@ class _Incumbents(cp_model.CpSolverSolutionCallback):
         self.report(values, self.model.lm.evaluate(values), self.scaling.bound(self.best_objective_bound))
 
 
-def _run(model: ExactModel, hint_values: npt.NDArray[np.float64], limit_s: float, seed: int, report: Report,
-         workers: int) -> BackendResult:
+def cpsat_model(model: ExactModel, scaling: Scaling, extra_rows: Sequence[Row] = ()
+                ) -> tuple[cp_model.CpModel, list[cp_model.IntVar]] | None:
+    """The exact model (and ``extra_rows``, e.g. cuts under study) as a CP-SAT model with its
+    variables, in the model's variable order; None if the model's deadline passes while building."""
     lm = model.lm
-    scaling = Scaling(model)
     cp = cp_model.CpModel()
     xs = [cp.new_int_var(int(lb), int(ub), name) for lb, ub, name in zip(lm.lb, lm.ub, lm.names, strict=True)]
-    for k, r in enumerate(lm.rows):
+    for k, r in enumerate(itertools.chain(lm.rows, extra_rows)):
         if k % 2000 == 0 and lm.deadline is not None and lm.deadline.remaining() < 0.05:
-            return BackendResult(Status.NO_SOLUTION, None, None, None, "time limit reached while building CP-SAT")
+            return None
         coefs, lo, hi = scaling.row(r)
         expr = cp_model.LinearExpr.weighted_sum([xs[i] for i in r.index], coefs)
         if lo == hi:
@@ -145,21 +148,37 @@ def _run(model: ExactModel, hint_values: npt.NDArray[np.float64], limit_s: float
                 cp.add(expr <= int(hi))
     nz = np.flatnonzero(scaling.objective)
     cp.minimize(cp_model.LinearExpr.weighted_sum([xs[i] for i in nz], [int(scaling.objective[i]) for i in nz]))
-    cp.clear_hints()
-    for x, v in zip(xs, hint_values, strict=True):
-        cp.add_hint(x, round(float(v)))
+    return cp, xs
+
+
+def cpsat_solver(limit_s: float, seed: int, workers: int) -> cp_model.CpSolver:
+    """A CP-SAT solver with gpuplan's parameters (docs/formulations.md, "Bounds and statuses")."""
     solver = cp_model.CpSolver()
     p = solver.parameters
-    remaining = lm.deadline.remaining() - 0.3 if lm.deadline is not None else limit_s
-    p.max_time_in_seconds = max(0.05, min(limit_s, remaining))
+    p.max_time_in_seconds = limit_s
     p.num_workers = workers
     p.random_seed = seed
     p.relative_gap_limit = 0.0
+    p.absolute_gap_limit = 0.0
     p.linearization_level = 2
     p.cp_model_probing_level = 0
-    p.absolute_gap_limit = 0.0
     if workers > 1:  # one full-LP worker for the bound, one quick-restart search; LNS interleaved
         p.subsolvers.extend(SUBSOLVERS)
+    return solver
+
+
+def _run(model: ExactModel, hint_values: npt.NDArray[np.float64], limit_s: float, seed: int, report: Report,
+         workers: int) -> BackendResult:
+    lm = model.lm
+    scaling = Scaling(model)
+    built = cpsat_model(model, scaling)
+    if built is None:
+        return BackendResult(Status.NO_SOLUTION, None, None, None, "time limit reached while building CP-SAT")
+    cp, xs = built
+    for x, v in zip(xs, hint_values, strict=True):
+        cp.add_hint(x, round(float(v)))
+    remaining = lm.deadline.remaining() - 0.3 if lm.deadline is not None else limit_s
+    solver = cpsat_solver(max(0.05, min(limit_s, remaining)), seed, workers)
     code = solver.solve(cp, _Incumbents(xs, model, scaling, report))
     if code == cp_model.INFEASIBLE:
         return BackendResult(Status.INFEASIBLE, None, None, None, "CP-SAT proved the model infeasible")

@@ -27,7 +27,7 @@ from solver.methods import MethodOutput
 from solver.result import Decision, Status
 from solver.stop import Deadline
 
-__all__ = ["lower_bound", "solve_cbc", "solve_highs", "solve_highs_rins"]
+__all__ = ["highs_model", "lower_bound", "solve_cbc", "solve_highs", "solve_highs_rins"]
 
 DEFAULT_THREADS = 2
 MIP_REL_GAP = 1e-7
@@ -68,7 +68,21 @@ def _new_highs() -> highspy.Highs:
         os.close(saved)
 
 
-def _highs(model: ExactModel, limit_s: float, seed: int, threads: int, relax: bool = False) -> highspy.Highs:
+def _own_scheduler() -> None:
+    """Give this (forked) process its own HiGHS task scheduler.
+
+    HiGHS keeps one global scheduler per process, started with the first MIP's thread count.
+    A forked child inherits the parent's (e.g. from a host application's own highspy use) but
+    not its worker threads: measured, a child then either refuses a run with another thread
+    count (model status "Not Set", the hint returned as if solved) or waits forever for the
+    missing workers (parent and child with 2 threads). The backends run in their own child,
+    with no other HiGHS user, so they reset it first.
+    """
+    highspy.Highs.resetGlobalScheduler(False)
+
+
+def highs_model(model: ExactModel, limit_s: float, seed: int, threads: int, relax: bool = False) -> highspy.Highs:
+    """The exact model as a silent HiGHS instance (its LP relaxation if ``relax``), not yet run."""
     lm = model.lm
     h = _new_highs()
     h.setOptionValue("output_flag", False)
@@ -98,14 +112,17 @@ def _highs(model: ExactModel, limit_s: float, seed: int, threads: int, relax: bo
 def _highs_backend(threads: int) -> Backend:
     def backend(model: ExactModel, hint_values: npt.NDArray[np.float64], limit_s: float, seed: int,
                 report: Report) -> BackendResult:
-        h = _highs(model, HIGHS_TIME_SHARE * limit_s, seed, threads)
+        _own_scheduler()
+        h = highs_model(model, HIGHS_TIME_SHARE * limit_s, seed, threads)
         sol = highspy.HighsSolution()
         sol.col_value = list(hint_values)
         h.setSolution(sol)
-        h.run()
+        run = h.run()
         ms = h.getModelStatus()
         info = h.getInfo()
         name = h.modelStatusToString(ms)
+        if run == highspy.HighsStatus.kError:  # not solved: neither the values nor the bound mean anything
+            return BackendResult(Status.ERROR, None, None, None, f"HiGHS failed to run (model status {name})")
         if ms == highspy.HighsModelStatus.kInfeasible:
             return BackendResult(Status.INFEASIBLE, None, None, None, "HiGHS proved the model infeasible")
         bound = float(info.mip_dual_bound) if math.isfinite(info.mip_dual_bound) else None
@@ -134,7 +151,8 @@ def _rins_backend(threads: int) -> Backend:
                 report: Report) -> BackendResult:
         lm = model.lm
         end = time.perf_counter() + limit_s
-        lp = _highs(model, RINS_LP_SHARE * limit_s, seed, threads, relax=True)
+        _own_scheduler()
+        lp = highs_model(model, RINS_LP_SHARE * limit_s, seed, threads, relax=True)
         lp.run()
         if lp.getModelStatus() == highspy.HighsModelStatus.kInfeasible:
             return BackendResult(Status.INFEASIBLE, None, None, None, "HiGHS: LP relaxation infeasible")
@@ -164,7 +182,7 @@ def _rins_backend(threads: int) -> Backend:
             last = r == len(rounds) - 1
             # the last round's result is decoded after it: keep room for that too
             margin = max(RINS_MARGIN_S, RINS_MARGIN_SHARE * left) + (1.5 * report_s if last else 0.0)
-            h = _highs(model, share * left - margin, seed, threads)
+            h = highs_model(model, share * left - margin, seed, threads)
             h.setOptionValue("mip_rel_gap", RINS_SUBMIP_GAP)
             cols = np.asarray(columns, dtype=np.int32)
             cols = cols[np.abs(x[cols] - best[cols]) < 1e-6]
@@ -283,7 +301,8 @@ def solve_cbc(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, s
 # ---------------------------------------------------------------------------------- LP bound
 def _lp_backend(model: ExactModel, hint_values: npt.NDArray[np.float64], limit_s: float, seed: int,
                 report: Report) -> BackendResult:
-    h = _highs(model, limit_s, seed, 1, relax=True)
+    _own_scheduler()
+    h = highs_model(model, limit_s, seed, 1, relax=True)
     h.run()
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return BackendResult(Status.NO_SOLUTION, None, None, None, "LP relaxation not solved")

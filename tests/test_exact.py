@@ -485,3 +485,27 @@ def test_snapshot_harness_gaps_against_the_best_bound(tmp_path: Path) -> None:
     assert "`python -m benchmarks snapshot --families tiny`" in text and "2026-01-02 03:04:05 UTC" in text
     assert "| a | 9.091% / 9.091% |" in text
     assert len((tmp_path / "run.csv").read_text(encoding="utf-8").splitlines()) == 4
+
+
+def test_highs_backends_run_after_the_host_process_used_highs() -> None:
+    """A host that ran HiGHS itself (2 threads) before calling gpuplan: the forked HiGHS backends
+    reset the inherited scheduler (without it: milp-highs hung until the deadline or returned the
+    hint as "Not Set"), so small s0 is still proven optimal, 183.06080."""
+    import subprocess
+    import sys
+
+    code = (
+        "import solver\n"
+        "from solver.compiled import CompiledInstance\n"
+        "from formulations.model import ExactModel\n"
+        "from formulations.milp import highs_model\n"
+        "inst = solver.generate('small', 0)\n"
+        "h = highs_model(ExactModel(CompiledInstance(inst)), 30.0, 0, 2)\n"
+        "h.run()\n"
+        "for m in ('milp-highs', 'milp-rins'):\n"
+        "    r = solver.solve(inst, m, time_limit_s=10)\n"
+        "    print(m, r.status.value, round(r.objective, 5))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    lines = out.stdout.split("\n")
+    assert "milp-highs optimal 183.0608" in lines
+    assert any(line.startswith("milp-rins ") and line.endswith(" 183.0608") for line in lines), out.stdout
