@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
 #: Modules contributing benchmark commands; each defines ``register(subparsers)``.
-COMMAND_MODULES: tuple[str, ...] = ("benchmarks.snapshot",)
+COMMAND_MODULES: tuple[str, ...] = ("benchmarks.snapshot", "benchmarks.rootgap")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,12 +24,15 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from bruteforce import brute_force
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 import solver
+from formulations.milp import highs_model
+from formulations.model import ExactModel
 from solver.checker import CheckReport, check
 from solver.compiled import CompiledInstance
 from solver.methods import MethodOutput, available, get_method
@@ -485,6 +488,42 @@ def test_snapshot_harness_gaps_against_the_best_bound(tmp_path: Path) -> None:
     assert "`python -m benchmarks snapshot --families tiny`" in text and "2026-01-02 03:04:05 UTC" in text
     assert "| a | 9.091% / 9.091% |" in text
     assert len((tmp_path / "run.csv").read_text(encoding="utf-8").splitlines()) == 4
+
+
+def test_rootgap_cut_weakening_is_valid_for_nonnegative_variables() -> None:
+    """floor(1e6 a) x <= floor(1e6 b): 0.5, -1.25 <= 2.7 becomes 500000, -1250000 <= 2700000."""
+    from benchmarks.rootgap import CutPool
+
+    pool = CutPool(np.array([0, 2]), np.array([3, 7]), np.array([0.5, -1.25]), np.array([2.7]))
+    (row,) = pool.integer_rows()
+    assert (row.index, row.value, row.lo, row.hi) == ((3, 7), (500000.0, -1250000.0), -math.inf, 2700000.0)
+
+
+def test_rootgap_diagnosis_small_s0() -> None:
+    """small s0: LP 181.7386, HiGHS closes the root to the optimum 183.06080 (one node); every cut of its
+    pool, weakened to integers, holds at the optimum, and CP-SAT (1 worker) proves it with and without them."""
+    from benchmarks.rootgap import _root, diagnose, markdown
+
+    d = diagnose("small", 0, 5.0, workers=1)
+    assert d.lp == pytest.approx(181.7386, abs=1e-4)
+    assert d.optimum == pytest.approx(183.06080, abs=1e-4) and d.root == pytest.approx(d.optimum, abs=1e-4)
+    assert (d.optimum_status, d.optimum_nodes) == ("Optimal", 1)
+    assert d.cuts > 0 and d.lp_pool is not None and d.lp - 1e-6 <= d.lp_pool <= d.optimum + 1e-6
+    assert (d.cpsat_status, d.cpsat_pool_status) == ("OPTIMAL", "OPTIMAL")
+    assert d.cpsat_bound == pytest.approx(d.optimum, abs=1e-4)
+    assert d.cpsat_pool_bound == pytest.approx(d.optimum, abs=1e-4)
+    model = ExactModel(CompiledInstance(solver.generate("small", 0)))
+    _, pool, _ = _root(model, 60.0)
+    ref = highs_model(model, 60.0, 0, 1)
+    ref.run()
+    x = np.rint(np.array(ref.getSolution().col_value))
+    for row in pool.integer_rows():
+        assert sum(a * x[i] for i, a in zip(row.index, row.value, strict=True)) <= row.hi
+    text = markdown([d], "python -m benchmarks rootgap --family small --seeds 0", {
+        "cpu": "x", "cores": "2", "cores_usable": "2", "os": "linux",
+        **{k: "1" for k in ("python", "gpuplan", "ortools", "pulp", "highspy", "numpy", "networkx", "pandas",
+                            "matplotlib")}}, 5.0, dt.datetime(2026, 1, 2, 3, 4, 5))
+    assert "`python -m benchmarks rootgap --family small --seeds 0`" in text and "| small s0 | 1,191 / 229 |" in text
 
 
 def test_highs_backends_run_after_the_host_process_used_highs() -> None:
