@@ -548,3 +548,25 @@ def test_highs_backends_run_after_the_host_process_used_highs() -> None:
     lines = out.stdout.split("\n")
     assert "milp-highs optimal 183.0608" in lines
     assert any(line.startswith("milp-rins ") and line.endswith(" 183.0608") for line in lines), out.stdout
+
+
+def test_a_failed_highs_run_is_an_error_not_the_hint() -> None:
+    """Without the scheduler reset (patched out) a child HiGHS with 2 threads after the host's 1-thread
+    run fails ("Not Set"): milp-highs reports status error, no decision and no bound, instead of the
+    warm start with mip_dual_bound 0 as if HiGHS had run."""
+    import subprocess
+    import sys
+
+    code = (
+        "import formulations.milp as M\n"
+        "M._own_scheduler = lambda: None\n"
+        "import solver\n"
+        "from solver.compiled import CompiledInstance\n"
+        "from formulations.model import ExactModel\n"
+        "inst = solver.generate('small', 0)\n"
+        "M.highs_model(ExactModel(CompiledInstance(inst)), 30.0, 0, 1).run()\n"
+        "r = solver.solve(inst, 'milp-highs', time_limit_s=10)\n"
+        "print(r.status.value, r.decision is None, r.bound, r.attempts[-1].message)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip().endswith(
+        "error True None HiGHS failed to run (model status Not Set); 1191 variables, 229 rows"), out.stdout
