@@ -68,19 +68,6 @@ def _new_highs() -> highspy.Highs:
         os.close(saved)
 
 
-def _own_scheduler() -> None:
-    """Give this (forked) process its own HiGHS task scheduler.
-
-    HiGHS keeps one global scheduler per process, started with the first MIP's thread count.
-    A forked child inherits the parent's (e.g. from a host application's own highspy use) but
-    not its worker threads: measured, a child then either refuses a run with another thread
-    count (model status "Not Set", the hint returned as if solved) or waits forever for the
-    missing workers (parent and child with 2 threads). The backends run in their own child,
-    with no other HiGHS user, so they reset it first.
-    """
-    highspy.Highs.resetGlobalScheduler(False)
-
-
 def highs_model(model: ExactModel, limit_s: float, seed: int, threads: int, relax: bool = False) -> highspy.Highs:
     """The exact model as a silent HiGHS instance (its LP relaxation if ``relax``), not yet run."""
     lm = model.lm
@@ -112,7 +99,6 @@ def highs_model(model: ExactModel, limit_s: float, seed: int, threads: int, rela
 def _highs_backend(threads: int) -> Backend:
     def backend(model: ExactModel, hint_values: npt.NDArray[np.float64], limit_s: float, seed: int,
                 report: Report) -> BackendResult:
-        _own_scheduler()
         h = highs_model(model, HIGHS_TIME_SHARE * limit_s, seed, threads)
         sol = highspy.HighsSolution()
         sol.col_value = list(hint_values)
@@ -151,7 +137,6 @@ def _rins_backend(threads: int) -> Backend:
                 report: Report) -> BackendResult:
         lm = model.lm
         end = time.perf_counter() + limit_s
-        _own_scheduler()
         lp = highs_model(model, RINS_LP_SHARE * limit_s, seed, threads, relax=True)
         lp.run()
         if lp.getModelStatus() == highspy.HighsModelStatus.kInfeasible:
@@ -301,7 +286,6 @@ def solve_cbc(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, s
 # ---------------------------------------------------------------------------------- LP bound
 def _lp_backend(model: ExactModel, hint_values: npt.NDArray[np.float64], limit_s: float, seed: int,
                 report: Report) -> BackendResult:
-    _own_scheduler()
     h = highs_model(model, limit_s, seed, 1, relax=True)
     h.run()
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:

@@ -9,6 +9,12 @@ and any solver binary it started) once the deadline plus ``grace_s`` passes, and
 the last decision it received. The warm start, when it satisfies every row, is sent first,
 so a backend killed before finding anything still returns a decision (status ``feasible``,
 message "killed at the deadline; last incumbent returned").
+
+The child first gives itself its own HiGHS task scheduler. HiGHS keeps one per process,
+started with the first MIP's thread count; a forked child inherits the parent's (e.g. from
+a host application's own highspy use) but not its worker threads. Measured without the
+reset: the child's HiGHS refused a run with another thread count (model status "Not Set")
+or, with 2 threads in both, waited for the missing workers until the deadline.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+import highspy
 import numpy as np
 import numpy.typing as npt
 
@@ -117,6 +124,7 @@ def run_backend(ci: CompiledInstance, deadline: Deadline, hint: Decision | None,
 def _child(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int, backend: Backend,
            skip_families: frozenset[str], send: Connection) -> None:
     os.setsid()
+    highspy.Highs.resetGlobalScheduler(False)  # see the module docstring
     try:
         send.send(("final", *_solve(ci, deadline, hint, seed, backend, skip_families, send)))
     except BaseException as exc:  # report, never hang the parent

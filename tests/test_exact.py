@@ -558,8 +558,9 @@ def test_a_failed_highs_run_is_an_error_not_the_hint() -> None:
     import sys
 
     code = (
+        "import highspy\n"
+        "highspy.Highs.resetGlobalScheduler = staticmethod(lambda blocking: None)\n"
         "import formulations.milp as M\n"
-        "M._own_scheduler = lambda: None\n"
         "import solver\n"
         "from solver.compiled import CompiledInstance\n"
         "from formulations.model import ExactModel\n"
