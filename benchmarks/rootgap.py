@@ -42,7 +42,7 @@ import numpy.typing as npt
 from ortools.sat.python import cp_model
 from tqdm import tqdm
 
-from benchmarks.snapshot import PACKAGES, RESULTS_DIR, environment
+from benchmarks.snapshot import RESULTS_DIR, _num, _table, environment, provenance
 from formulations.cpsat import Scaling, cpsat_model, cpsat_solver
 from formulations.linear import Row
 from formulations.milp import highs_model
@@ -167,10 +167,10 @@ def diagnose(family: str, seed: int, time_limit_s: float, workers: int = 2) -> D
     lm = model.lm
     if (np.asarray(lm.lb) < 0).any():
         raise ValueError("the cut weakening needs non-negative variables")
-    lp_h = highs_model(model, 60.0, 0, 1, relax=True)
-    lp_h.run()
-    lp = float(lp_h.getInfo().objective_function_value)
     root, pool, root_s = _root(model, 120.0)
+    lp = _lp_with(model, pool, ())
+    if lp is None:
+        raise RuntimeError(f"{family} s{seed}: LP relaxation not solved")
     ref = highs_model(model, 120.0, 0, 1)
     t0 = time.perf_counter()
     ref.run()
@@ -192,31 +192,26 @@ def diagnose(family: str, seed: int, time_limit_s: float, workers: int = 2) -> D
                      pool_status, pool_bound)
 
 
-def _num(x: float | None) -> str:
-    return "" if x is None else f"{x:.4f}"
-
-
 def markdown(rows: Sequence[Diagnosis], command: str, env: dict[str, str], time_limit_s: float,
              started: dt.datetime) -> str:
     """The report: header, one table of bounds, one of the strongest cut's support."""
-    lines = [f"# Root-bound diagnosis {started:%Y-%m-%d}", "",
-             f"- command: `{command}`",
-             f"- date: {started:%Y-%m-%d %H:%M:%S} UTC; CP-SAT runs {time_limit_s:g} s each, hinted with the optimum",
-             f"- CPU: {env['cpu']}; {env['cores']} cores ({env['cores_usable']} usable); {env['os']}",
-             "- versions: " + ", ".join(f"{k} {env[k]}" for k in ("python", *PACKAGES)), "",
-             "What each column is: `benchmarks/rootgap.py` (module docstring). Bounds are on the real objective; "
-             "`share closed` is (bound - lp) / (optimum - lp).", "",
-             "| instance | vars / rows | lp | highs root (s) | cuts | optimum (HiGHS status, nodes, s) | lp + pool | "
-             "best single cut | share closed by it | cpsat | cpsat + pool |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        closed = ("" if r.optimum is None or r.best_cut is None or r.optimum - r.lp <= 1e-9
-                  else f"{100 * (r.best_cut - r.lp) / (r.optimum - r.lp):.0f}%")
-        lines.append(
-            f"| {r.instance} | {r.variables:,} / {r.rows:,} | {r.lp:.4f} | {r.root:.4f} ({r.root_s:.1f}) | {r.cuts} | "
-            f"{_num(r.optimum)} ({r.optimum_status}, {r.optimum_nodes}, {r.optimum_s:.1f}) | {_num(r.lp_pool)} | "
-            f"{_num(r.best_cut)} | {closed} | {r.cpsat_status} {_num(r.cpsat_bound)} | "
-            f"{r.cpsat_pool_status} {_num(r.cpsat_pool_bound)} |")
+    lines = [f"# Root-bound diagnosis {started:%Y-%m-%d}", ""]
+    lines += provenance(command, env, started, f"CP-SAT runs {time_limit_s:g} s each, hinted with the optimum")
+    lines += ["", "What each column is: `benchmarks/rootgap.py` (module docstring). Bounds are on the real objective; "
+              "`share closed` is (bound - lp) / (optimum - lp).", ""]
+
+    def closed(r: Diagnosis) -> str:
+        if r.optimum is None or r.best_cut is None or r.optimum - r.lp <= 1e-9:
+            return ""
+        return f"{100 * (r.best_cut - r.lp) / (r.optimum - r.lp):.0f}%"
+
+    lines += _table(
+        ("instance", "vars / rows", "lp", "highs root (s)", "cuts", "optimum (HiGHS status, nodes, s)", "lp + pool",
+         "best single cut", "share closed by it", "cpsat", "cpsat + pool"),
+        ((r.instance, f"{r.variables:,} / {r.rows:,}", _num(r.lp), f"{_num(r.root)} ({r.root_s:.1f})", str(r.cuts),
+          f"{_num(r.optimum)} ({r.optimum_status}, {r.optimum_nodes}, {r.optimum_s:.1f})", _num(r.lp_pool),
+          _num(r.best_cut), closed(r), f"{r.cpsat_status} {_num(r.cpsat_bound)}",
+          f"{r.cpsat_pool_status} {_num(r.cpsat_pool_bound)}") for r in rows))
     lines += ["", "Support of the strongest single cut (variables by kind, see `formulations/variables.py`):", ""]
     lines += [f"- {r.instance}: {r.best_cut_support or 'no cut'}" for r in rows]
     return "\n".join(lines) + "\n"

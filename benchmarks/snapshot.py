@@ -48,7 +48,7 @@ from solver.generate import FAMILIES
 from solver.methods import REGISTRY, available, method_names
 from solver.result import relative_gap
 
-__all__ = ["Row", "environment", "register", "run_snapshot", "summarize", "write_report"]
+__all__ = ["Row", "environment", "provenance", "register", "run_snapshot", "summarize", "write_report"]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_METHODS = ("greedy", "cpsat", "milp-cbc", "milp-highs")
@@ -200,17 +200,24 @@ def _table(header: Sequence[str], body: Iterable[Sequence[str]]) -> list[str]:
     return lines
 
 
+def provenance(command: str, env: dict[str, str], started: dt.datetime, run: str) -> list[str]:
+    """The header lines every report carries: command, date (with ``run``, what was run), CPU, versions."""
+    return [
+        f"- command: `{command}`",
+        f"- date: {started:%Y-%m-%d %H:%M:%S} UTC; {run}",
+        f"- CPU: {env['cpu']}; {env['cores']} cores ({env['cores_usable']} usable); {env['os']}",
+        "- versions: " + ", ".join(f"{k} {env[k]}" for k in ("python", *PACKAGES)),
+    ]
+
+
 def markdown(rows: Sequence[Row], command: str, env: dict[str, str], time_limit_s: float, started: dt.datetime,
              note: str = "", plot_name: str | None = None) -> str:
     """The Markdown report of ``rows`` (see the module docstring)."""
     lines = [f"# Snapshot benchmark {started:%Y-%m-%d}", ""]
     if note:
         lines += [f"> **{note}**", ""]
+    lines += provenance(command, env, started, f"time limit {time_limit_s:g} s per method and instance")
     lines += [
-        f"- command: `{command}`",
-        f"- date: {started:%Y-%m-%d %H:%M:%S} UTC; time limit {time_limit_s:g} s per method and instance",
-        f"- CPU: {env['cpu']}; {env['cores']} cores ({env['cores_usable']} usable); {env['os']}",
-        "- versions: " + ", ".join(f"{k} {env[k]}" for k in ("python", *PACKAGES)),
         "",
         "`runtime` is what `solver.solve` measured (compile, build and solve), `wall` the clock around it. "
         "`gap` is against the method's own proven bound, `gap to best` against the best bound any method "
