@@ -16,6 +16,11 @@ The reference of an instance is its best proven bound over all methods,
 excess over the best objective any method found, :math:`(z_m - z^*)/|z^*|` (``excess_best``).
 Without any proven bound on an instance ``gap_best`` is empty.
 
+With ``--solver-seeds`` each method runs once per solver seed (the ``seed`` argument of
+:func:`solver.solve`: CP-SAT's, HiGHS's and the heuristics' randomness) and the reference
+:math:`b^*` is over every run on the instance; the summary then counts runs, so it shows
+how often a stochastic method reaches a target, not one lucky run.
+
 Outputs, next to each other: ``<stem>.md`` (header with the exact command, date, CPU,
 cores and package versions; per-instance table; per-family summary; the gap matrix
 method x family), ``<stem>.csv`` (one row per run, written as runs finish) and
@@ -27,6 +32,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import itertools
 import math
 import os
 import platform
@@ -78,24 +84,27 @@ class Row:
     energy_kwh: float | None
     unplaced: int | None
     message: str = ""
+    solver_seed: int = 0
 
 
 Solve = Callable[..., "solver.Result"]
 
 
 def run_instance(inst: solver.Instance, family: str, seed: int, methods: Sequence[str], time_limit_s: float,
-                 solve: Solve = solver.solve, on_row: Callable[[Row], None] | None = None) -> list[Row]:
-    """Run ``methods`` on ``inst``; rows carry ``gap_best`` against the best bound of all of them."""
+                 solve: Solve = solver.solve, on_row: Callable[[Row], None] | None = None,
+                 solver_seeds: Sequence[int] = (0,)) -> list[Row]:
+    """Run ``methods`` on ``inst`` once per solver seed; rows carry ``gap_best`` against the best bound
+    of all of these runs."""
     rows: list[Row] = []
-    for method in methods:
+    for method, solver_seed in itertools.product(methods, solver_seeds):
         start = time.perf_counter()
-        res = solve(inst, method, time_limit_s=time_limit_s)
+        res = solve(inst, method, time_limit_s=time_limit_s, seed=solver_seed)
         wall_s = time.perf_counter() - start
         m = res.metrics
         message = next((a.message for a in res.attempts if a.message), "")
         row = Row(family, seed, inst.name, inst.num_gpus, len(inst.jobs()), method, res.status.value,
                   res.objective, res.bound, res.gap, None, None, res.runtime_s, wall_s,
-                  m.get("energy_kwh"), int(m["unplaced"]) if "unplaced" in m else None, message)
+                  m.get("energy_kwh"), int(m["unplaced"]) if "unplaced" in m else None, message, solver_seed)
         rows.append(row)
         if on_row is not None:
             on_row(row)
@@ -113,22 +122,26 @@ def _excess(objective: float | None, best: float | None) -> float | None:
 
 
 def run_snapshot(families: Sequence[str], seeds: Sequence[int], methods: Sequence[str], time_limit_s: float,
-                 progress: bool = True, on_row: Callable[[Row], None] | None = None) -> list[Row]:
-    """Every method on ``generate(family, seed)`` for each family and seed, in that order."""
+                 progress: bool = True, on_row: Callable[[Row], None] | None = None,
+                 solver_seeds: Sequence[int] = (0,)) -> list[Row]:
+    """Every method (once per solver seed) on ``generate(family, seed)`` for each family and seed, in
+    that order."""
     rows: list[Row] = []
-    with tqdm(total=len(families) * len(seeds) * len(methods), disable=not progress, unit="solve",
+    with tqdm(total=len(families) * len(seeds) * len(methods) * len(solver_seeds), disable=not progress,
+              unit="solve",
               file=sys.stderr) as bar:
         for family in families:
             for seed in seeds:
                 inst = solver.generate(family, seed)
 
                 def step(row: Row) -> None:
-                    bar.set_postfix_str(f"{row.instance} {row.method} {row.status}")
+                    bar.set_postfix_str(f"{row.instance} {row.method} (seed {row.solver_seed}) {row.status}")
                     bar.update()
                     if on_row is not None:
                         on_row(row)
 
-                rows.extend(run_instance(inst, family, seed, methods, time_limit_s, on_row=step))
+                rows.extend(run_instance(inst, family, seed, methods, time_limit_s, on_row=step,
+                                         solver_seeds=solver_seeds))
     return rows
 
 
@@ -216,7 +229,11 @@ def markdown(rows: Sequence[Row], command: str, env: dict[str, str], time_limit_
     lines = [f"# Snapshot benchmark {started:%Y-%m-%d}", ""]
     if note:
         lines += [f"> **{note}**", ""]
-    lines += provenance(command, env, started, f"time limit {time_limit_s:g} s per method and instance")
+    solver_seeds = sorted({r.solver_seed for r in rows})
+    run = f"time limit {time_limit_s:g} s per method and instance"
+    if solver_seeds != [0]:
+        run += "; solver seeds " + " ".join(map(str, solver_seeds)) + " (one run each)"
+    lines += provenance(command, env, started, run)
     lines += [
         "",
         "`runtime` is what `solver.solve` measured (compile, build and solve), `wall` the clock around it. "
@@ -244,12 +261,14 @@ def markdown(rows: Sequence[Row], command: str, env: dict[str, str], time_limit_
     if plot_name:
         lines += ["", f"![gap to the best bound against runtime]({plot_name})"]
     lines += ["", "## Runs", ""]
+    seeded = solver_seeds != [0]  # the solver-seed column only when --solver-seeds was used
     lines += _table(
-        ("instance", "GPUs", "jobs", "method", "status", "objective", "bound", "gap", "gap to best",
-         "over best found", "runtime s", "wall s", "energy kWh", "unplaced"),
-        ((r.instance, str(r.gpus), str(r.jobs), r.method, r.status, _num(r.objective), _num(r.bound), _pct(r.gap),
-          _pct(r.gap_best), _pct(r.excess_best), _num(r.runtime_s, ".2f"), _num(r.wall_s, ".2f"),
-          _num(r.energy_kwh, ".2f"), "" if r.unplaced is None else str(r.unplaced)) for r in rows))
+        ("instance", "GPUs", "jobs", "method", *(("solver seed",) if seeded else ()), "status", "objective", "bound",
+         "gap", "gap to best", "over best found", "runtime s", "wall s", "energy kWh", "unplaced"),
+        ((r.instance, str(r.gpus), str(r.jobs), r.method, *((str(r.solver_seed),) if seeded else ()), r.status,
+          _num(r.objective), _num(r.bound), _pct(r.gap), _pct(r.gap_best), _pct(r.excess_best),
+          _num(r.runtime_s, ".2f"), _num(r.wall_s, ".2f"), _num(r.energy_kwh, ".2f"),
+          "" if r.unplaced is None else str(r.unplaced)) for r in rows))
     messages = [(r.instance, r.method, r.message) for r in rows if r.message and r.status in ("error", "no_solution")]
     if messages:
         lines += ["", "## Messages of failed runs", ""]
@@ -348,6 +367,9 @@ def register(sub: Any) -> None:
     p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS),
                    help="method names of the registry ('gpuplan methods' lists them); 'all' runs every "
                    "available method (default: greedy cpsat milp-cbc milp-highs)")
+    p.add_argument("--solver-seeds", nargs="+", type=int, default=[0],
+                   help="run each method once per solver seed (CP-SAT's, HiGHS's and the heuristics' random "
+                   "seed) to measure run-to-run variation; the summary counts every run (default: 0)")
     p.add_argument("--time-limit", type=float, default=10.0, help="seconds per method and instance (default: 10)")
     p.add_argument("--output", "-o", type=Path, default=None,
                    help="Markdown file to write; the CSV and PNG go next to it "
@@ -380,7 +402,7 @@ def main_snapshot(args: argparse.Namespace) -> int:
     stream = _CsvStream(output.with_suffix(".partial.csv"))
     try:
         rows = run_snapshot(args.families, args.seeds, methods, args.time_limit, progress=not args.no_progress,
-                            on_row=stream)
+                            on_row=stream, solver_seeds=args.solver_seeds)
     finally:
         stream.close()
     paths = write_report(rows, output, command, args.time_limit, started, args.note)

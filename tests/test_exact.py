@@ -469,7 +469,7 @@ def test_snapshot_harness_gaps_against_the_best_bound(tmp_path: Path) -> None:
     claims = {"a": (110.0, 90.0, Status.FEASIBLE), "b": (100.0, 100.0, Status.OPTIMAL),
               "c": (None, None, Status.NO_SOLUTION)}
 
-    def fake_solve(inst: Instance, method: str, *, time_limit_s: float) -> solver.Result:
+    def fake_solve(inst: Instance, method: str, *, time_limit_s: float, seed: int) -> solver.Result:
         obj, bound, status = claims[method]
         return solver.Result(status, obj, bound, 0.5, method, None, {"energy_kwh": 1.0, "unplaced": 2.0})
 
@@ -488,6 +488,30 @@ def test_snapshot_harness_gaps_against_the_best_bound(tmp_path: Path) -> None:
     assert "`python -m benchmarks snapshot --families tiny`" in text and "2026-01-02 03:04:05 UTC" in text
     assert "| a | 9.091% / 9.091% |" in text
     assert len((tmp_path / "run.csv").read_text(encoding="utf-8").splitlines()) == 4
+
+
+def test_snapshot_harness_counts_every_solver_seed(tmp_path: Path) -> None:
+    """--solver-seeds: one row per (method, seed); seed 1 proves 100, so seed 0's 104 is 4/104 above the best
+    bound; the summary counts 1 optimal run of 2 and the report lists the seeds."""
+    from benchmarks.snapshot import run_instance, summarize, write_report
+
+    def fake_solve(inst: Instance, method: str, *, time_limit_s: float, seed: int) -> solver.Result:
+        if seed == 1:
+            return solver.Result(Status.OPTIMAL, 100.0, 100.0, 0.5, method, None, {})
+        return solver.Result(Status.FEASIBLE, 104.0, 95.0, 0.5, method, None, {})
+
+    inst = solver.generate("tiny", 0)
+    rows = run_instance(inst, "tiny", 0, ["cpsat"], 1.0, solve=fake_solve, solver_seeds=[0, 1])
+    assert [(r.solver_seed, r.status) for r in rows] == [(0, "feasible"), (1, "optimal")]
+    assert rows[0].gap_best == pytest.approx(4 / 104) and rows[0].excess_best == pytest.approx(0.04)
+    (summary,) = summarize(rows)
+    assert (summary.runs, summary.optimal) == (2, 1)
+    write_report(rows, tmp_path / "run.md", "python -m benchmarks snapshot --solver-seeds 0 1", 1.0,
+                 dt.datetime(2026, 1, 2, 3, 4, 5))
+    text = (tmp_path / "run.md").read_text(encoding="utf-8")
+    assert "solver seeds 0 1 (one run each)" in text and "| method | solver seed | status |" in text
+    assert f"| {inst.name} | {inst.num_gpus} | {len(inst.jobs())} | cpsat | 1 | optimal |" in text
+    assert (tmp_path / "run.csv").read_text(encoding="utf-8").splitlines()[0].endswith(",solver_seed")
 
 
 def test_rootgap_cut_weakening_is_valid_for_nonnegative_variables() -> None:
