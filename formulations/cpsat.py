@@ -39,8 +39,10 @@ from solver.stop import Deadline
 __all__ = ["Scaling", "cpsat_model", "cpsat_solver", "solve_cpsat"]
 
 DEFAULT_WORKERS = 2
-#: CP-SAT workers used with 2+ workers: on medium (seed 0, 10 s) the default pair reached
-#: 584 with bound -646; this pair 397 with bound 378.
+#: CP-SAT's full-model workers, in this order: on medium (seed 0, 10 s) the default pair reached
+#: 584 with bound -646; this list 397 with bound 378. With 2 workers CP-SAT runs only the first
+#: (``max_lp``) and interleaves its first-solution and LNS subsolvers on the other thread (its
+#: log: "1 full problem subsolver: [max_lp]"); ``quick_restart`` joins from 3 workers.
 SUBSOLVERS = ("max_lp", "quick_restart")
 
 
@@ -162,7 +164,7 @@ def cpsat_solver(limit_s: float, seed: int, workers: int) -> cp_model.CpSolver:
     p.absolute_gap_limit = 0.0
     p.linearization_level = 2
     p.cp_model_probing_level = 0
-    if workers > 1:  # one full-LP worker for the bound, one quick-restart search; LNS interleaved
+    if workers > 1:  # the full-LP worker for the bound first; the rest as in SUBSOLVERS' comment
         p.subsolvers.extend(SUBSOLVERS)
     return solver
 
