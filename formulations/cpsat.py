@@ -41,9 +41,10 @@ __all__ = ["Scaling", "cpsat_model", "cpsat_solver", "solve_cpsat"]
 DEFAULT_WORKERS = 2
 #: CP-SAT's full-model workers: an LP-based search for the bound and a second one branching on
 #: reduced costs, both full workers (``num_full_subsolvers``), CP-SAT's LNS interleaved. On medium
-#: (10 s, seeds 0-4 x random seeds 0-3) this pair proved 12 of 20 runs with incumbents within
-#: 0.4% of the optimum; the default of 2 workers (one full ``max_lp`` worker, the other thread
-#: for first-solution and LNS subsolvers) proved 11 of 20 with incumbents up to 17% above it.
+#: (10 s, seeds 0-4 x solver seeds 0-3) this pair proved 10 and 13 of 20 runs in two benchmark
+#: runs, incumbents at most 0.3% above the best bound; 2 workers without it (one full ``max_lp``
+#: worker, the other thread for first-solution and LNS subsolvers) proved 11 of 20, with
+#: incumbents up to 17% above the optimum (docs/formulations.md, "Bounds and statuses").
 SUBSOLVERS = ("max_lp", "reduced_costs")
 
 
