@@ -40,11 +40,12 @@ __all__ = ["Scaling", "cpsat_model", "cpsat_solver", "solve_cpsat"]
 
 DEFAULT_WORKERS = 2
 #: CP-SAT's full-model workers: an LP-based search for the bound and a second one branching on
-#: reduced costs, both full workers (``num_full_subsolvers``), CP-SAT's LNS interleaved. On medium
-#: (10 s, seeds 0-4 x solver seeds 0-3) this pair proved 10 and 13 of 20 runs in two benchmark
-#: runs, incumbents at most 0.3% above the best bound; 2 workers without it (one full ``max_lp``
-#: worker, the other thread for first-solution and LNS subsolvers) proved 11 of 20, with
-#: incumbents up to 17% above the optimum (docs/formulations.md, "Bounds and statuses").
+#: reduced costs, both full workers (``num_full_subsolvers``), CP-SAT's LNS interleaved, with
+#: ``symmetry_level = 4``. Medium, 10 s, seeds 0-4 x solver seeds 0-3: 16 of 20 runs proven
+#: (incumbents at most 0.006% above the best bound); the pair at the default symmetry level
+#: 10-13 of 20; one full ``max_lp`` worker (what 2 workers give without
+#: ``num_full_subsolvers``) 11 of 20, incumbents up to 17% above the optimum
+#: (docs/formulations.md, "Bounds and statuses").
 SUBSOLVERS = ("max_lp", "reduced_costs")
 
 
@@ -166,6 +167,7 @@ def cpsat_solver(limit_s: float, seed: int, workers: int) -> cp_model.CpSolver:
     p.absolute_gap_limit = 0.0
     p.linearization_level = 2
     p.cp_model_probing_level = 0
+    p.symmetry_level = 4  # see SUBSOLVERS
     if workers > 1:  # see SUBSOLVERS
         p.subsolvers.extend(SUBSOLVERS)
         p.num_full_subsolvers = min(workers, len(SUBSOLVERS))
