@@ -128,8 +128,7 @@ def run_snapshot(families: Sequence[str], seeds: Sequence[int], methods: Sequenc
     that order."""
     rows: list[Row] = []
     with tqdm(total=len(families) * len(seeds) * len(methods) * len(solver_seeds), disable=not progress,
-              unit="solve",
-              file=sys.stderr) as bar:
+              unit="solve", file=sys.stderr) as bar:
         for family in families:
             for seed in seeds:
                 inst = solver.generate(family, seed)

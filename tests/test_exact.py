@@ -490,6 +490,17 @@ def test_snapshot_harness_gaps_against_the_best_bound(tmp_path: Path) -> None:
     assert len((tmp_path / "run.csv").read_text(encoding="utf-8").splitlines()) == 4
 
 
+def test_cpsat_runs_both_full_workers_with_two_threads() -> None:
+    """With 2 workers CP-SAT runs one full worker unless num_full_subsolvers says otherwise: both
+    max_lp (the bound) and reduced_costs must run, with symmetry_level 4; one worker: no list."""
+    from formulations.cpsat import cpsat_solver
+
+    p = cpsat_solver(10.0, 3, 2).parameters
+    assert (list(p.subsolvers), p.num_full_subsolvers, p.num_workers) == (["max_lp", "reduced_costs"], 2, 2)
+    assert (p.symmetry_level, p.random_seed, p.max_time_in_seconds) == (4, 3, 10.0)
+    assert list(cpsat_solver(1.0, 0, 1).parameters.subsolvers) == []
+
+
 def test_snapshot_harness_counts_every_solver_seed(tmp_path: Path) -> None:
     """--solver-seeds: one row per (method, seed); seed 1 proves 100, so seed 0's 104 is 4/104 above the best
     bound; the summary counts 1 optimal run of 2 and the report lists the seeds."""
