@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import sys
 import tempfile
 import time
 
@@ -23,6 +22,7 @@ import pulp
 from formulations.model import ExactModel
 from formulations.runner import Backend, BackendResult, Report, run_backend
 from solver.compiled import CompiledInstance
+from solver.highs import new_highs
 from solver.methods import MethodOutput
 from solver.result import Decision, Status
 from solver.stop import Deadline
@@ -55,24 +55,10 @@ RINS_MARGIN_S = 0.3
 RINS_MARGIN_SHARE = 0.08
 
 
-def _new_highs() -> highspy.Highs:
-    """A HiGHS instance, created with stdout silenced (highspy prints a banner on construction)."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 1)
-            return highspy.Highs()
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def highs_model(model: ExactModel, limit_s: float, seed: int, threads: int, relax: bool = False) -> highspy.Highs:
     """The exact model as a silent HiGHS instance (its LP relaxation if ``relax``), not yet run."""
     lm = model.lm
-    h = _new_highs()
-    h.setOptionValue("output_flag", False)
+    h = new_highs()
     h.setOptionValue("time_limit", float(max(limit_s, 0.01)))
     h.setOptionValue("random_seed", int(seed))
     h.setOptionValue("threads", int(threads))
