@@ -41,6 +41,7 @@ Method = Callable[[CompiledInstance, Deadline, Decision | None, int], MethodOutp
 REGISTRY: dict[str, str] = {
     "auto": "solver.portfolio:auto_method",
     "greedy": "solver.heuristics.methods:greedy_method",
+    "lp-greedy": "solver.heuristics.pricing:lp_greedy_method",
     "energy-greedy": "solver.heuristics.methods:energy_greedy_method",
     "fgd": "solver.heuristics.methods:fgd_method",
     "edf": "solver.heuristics.methods:edf_method",
@@ -56,6 +57,7 @@ REGISTRY: dict[str, str] = {
 DESCRIPTIONS: dict[str, str] = {
     "auto": "portfolio: fast heuristic first, then exact/LNS/decomposition by size; best checked decision",
     "greedy": "topology-aware best fit (tightest NVLink domain, node, rack, pod), exact marginal cost",
+    "lp-greedy": "greedy with per-type GPU prices (and a watt price) from the type-level LP relaxation",
     "energy-greedy": "fewest joules per unit of work meeting the SLO, power cap included",
     "fgd": "fragmentation gradient descent for fractional tasks (Alibaba FGD, ATC'23)",
     "edf": "earliest deadline first, best-fit placement",
@@ -64,7 +66,7 @@ DESCRIPTIONS: dict[str, str] = {
     "milp-cbc": "exact MILP (PuLP + CBC)",
     "milp-highs": "exact MILP (HiGHS)",
     "milp-rins": "HiGHS on RINS sub-MIPs around the warm start; bound from the full LP relaxation",
-    "lns": "CP-SAT large-neighbourhood search warm-started from greedy",
+    "lns": "CP-SAT large-neighbourhood search from the better of greedy and lp-greedy",
     "pop": "POP-style decomposition by pod/rack, exact backend per part",
 }
 

@@ -18,10 +18,11 @@ from solver.heuristics import ClusterState, greedy_decision
 from solver.heuristics.fgd import TaskClass, fgd_finder, fgd_select, fragmentation, workload_classes
 from solver.heuristics.methods import policy_decision
 from solver.heuristics.policies import edf_order, shortest_duration_s, sjf_order
+from solver.heuristics.pricing import lp_greedy_decision, type_prices, warm_start
 from solver.model import FractionalTask, Instance, Node, Running, TrainingJob
 from solver.result import Status
 
-HEURISTICS = ("greedy", "energy-greedy", "fgd", "edf", "sjf")
+HEURISTICS = ("greedy", "lp-greedy", "energy-greedy", "fgd", "edf", "sjf")
 
 
 def _catalog() -> tuple:
@@ -237,3 +238,73 @@ def test_find_fraction_matches_the_array_rule() -> None:
             state.take_fraction(got, milli, mem)
             placed += 1
     assert placed > 100
+
+
+# ------------------------------------------------------------------ lp-greedy (GPU prices from the type-level LP)
+def _scarce_a100() -> Instance:
+    """One H100 and one A100; 'flex' runs on both (cheaper on the A100), 'only' on the A100 alone."""
+    flex = TrainingJob("flex", 1, work=3 * 3600.0, throughput_per_gpu=(("H100-SXM", 1.0), ("A100-80GB", 0.9)),
+                       memory_gib=10.0)
+    only = TrainingJob("only", 1, work=3 * 3600.0, throughput_per_gpu=(("A100-80GB", 1.0),), memory_gib=10.0)
+    return _instance((_node("h", 1, "H100-SXM"), _node("a", 1, "A100-80GB")), (flex, only))
+
+
+def test_lp_greedy_leaves_the_scarce_type_to_the_job_that_needs_it() -> None:
+    inst = _scarce_a100()
+    ci = CompiledInstance(inst)
+    # plain greedy: 'flex' takes the A100 (its cheapest option), 'only' stays out (penalty 10)
+    plain = greedy_decision(ci)
+    assert _placed(plain) == {"flex": ("a/0",)}
+    guided = solver.solve(inst, "lp-greedy", time_limit_s=10)
+    assert guided.decision is not None and _placed(guided.decision) == {"flex": ("h/0",), "only": ("a/0",)}
+    optimum = solver.solve(inst, "milp-highs", time_limit_s=10)
+    assert optimum.status == Status.OPTIMAL
+    assert guided.objective == pytest.approx(optimum.objective, abs=1e-9)
+    # plain: the A100 node's idle energy 0.6756 + flex there 0.2604 + the penalty 10 (the H100 node is off);
+    # the optimum 2.136 powers both nodes (0.6756 + 0.6864) and runs flex on the H100 (0.5136), 'only' on the A100
+    assert check(inst, plain).objective == pytest.approx(0.6756 + 0.2604 + 10.0, abs=1e-9)
+    assert optimum.objective == pytest.approx(0.6756 + 0.6864 + 0.5136 + 0.2604, abs=1e-9)
+
+
+def test_type_prices_make_flex_indifferent_or_prefer_the_h100() -> None:
+    ci = CompiledInstance(_scarce_a100())
+    prices = type_prices(ci)
+    assert prices is not None and prices.placed == frozenset({0, 1}) and prices.watt == 0.0
+    names = [t.name for t in ci.instance.gpu_types]
+    a100, h100 = names.index("A100-80GB"), names.index("H100-SXM")
+    assert all(p >= 0.0 for p in prices.gpu)
+    # flex's cheapest H100 option costs 0.5136, its cheapest A100 one 0.2604: the A100 is priced above
+    # the H100 by at least the difference, so the LP's choice (H100) is also greedy's
+    assert prices.gpu[a100] - prices.gpu[h100] >= 0.5136 - 0.2604 - 1e-9
+    assert prices.shadow(ci, ci.options[0][0]) == pytest.approx(prices.gpu[ci.options[0][0].type_index])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_warm_start_is_the_better_of_greedy_and_lp_greedy(seed: int) -> None:
+    ci = CompiledInstance(solver.generate("small", seed))
+    plain, guided = ci.check(greedy_decision(ci)), ci.check(lp_greedy_decision(ci))
+    best = ci.check(warm_start(ci))
+    assert best.valid and best.objective == pytest.approx(min(plain.objective, guided.objective), abs=1e-9)
+
+
+def test_lp_greedy_beats_greedy_on_medium_seed_1() -> None:
+    """The measured case of the module docstring: greedy leaves L4s idle and jobs unplaced."""
+    ci = CompiledInstance(solver.generate("medium", 1))
+    plain, guided = ci.check(greedy_decision(ci)), ci.check(lp_greedy_decision(ci))
+    assert plain.objective == pytest.approx(2063.0893, abs=1e-3)
+    assert guided.objective == pytest.approx(1541.0246, abs=1e-3)
+    assert (guided.metrics["unplaced"], plain.metrics["unplaced"]) == (49, 53)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_type_prices_leave_no_highs_scheduler_behind(threads: int) -> None:
+    """HiGHS fixes its process-wide scheduler at the first run's thread count; the type-level LP must not
+    make a caller's later run with another count fail."""
+    from formulations.milp import highs_model
+    from formulations.model import ExactModel
+
+    ci = CompiledInstance(solver.generate("tiny", 3))
+    assert type_prices(ci) is not None
+    h = highs_model(ExactModel(ci), 10.0, 0, threads)
+    h.run()
+    assert h.getModelStatus().name == "kOptimal"

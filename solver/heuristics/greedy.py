@@ -41,6 +41,7 @@ def greedy_decision(
     skip: Sequence[str] = (),
     fraction_finder: FractionFinder | None = None,
     deadline: Deadline | None = None,
+    shadow: Callable[[Option], float] | None = None,
 ) -> Decision:
     """Build a feasible decision greedily.
 
@@ -62,9 +63,14 @@ def greedy_decision(
     deadline
         When it expires, the pending jobs not yet considered are left unplaced (running
         jobs are always kept), so the decision stays feasible and arrives in time.
+    shadow
+        A shadow cost of the capacity an option takes (e.g. LP prices of GPUs, see
+        :mod:`~solver.heuristics.pricing`), added to an option's score when options are
+        compared; whether to place the job at all still compares its score without it
+        against the unplaced penalty. None: no shadow cost.
     """
     with gc_paused():  # a bounded pass that allocates many short- and long-lived objects
-        return _greedy_pass(ci, order, option_key, skip, fraction_finder, deadline)
+        return _greedy_pass(ci, order, option_key, skip, fraction_finder, deadline, shadow)
 
 
 def _greedy_pass(
@@ -74,6 +80,7 @@ def _greedy_pass(
     skip: Sequence[str],
     fraction_finder: FractionFinder | None,
     deadline: Deadline | None,
+    shadow: Callable[[Option], float] | None = None,
 ) -> Decision:
     """The pass of :func:`greedy_decision` (same parameters)."""
     inst = ci.instance
@@ -147,7 +154,7 @@ def _greedy_pass(
             break
         job = ci.jobs[j]
         fractional = isinstance(job, FractionalTask)
-        best_val, best_pick = penalty[j], None
+        best_rank, best_pick = math.inf, None
         # GPUs, tier and node cost depend only on the (type, size, tp) key of an option
         tried: dict[tuple[int, int, int], tuple[list[int], int, float, float] | None] = {}
         if fraction_finder is not None and fractional:
@@ -176,8 +183,11 @@ def _greedy_pass(
             if power_w + extra_w + t_opt.power_w > budget + 1e-6:
                 continue
             val = score(opt, tier, extra_kwh)
-            if val < best_val - 1e-12:
-                best_val, best_pick = val, (opt, gpus, extra_w)
+            if val >= penalty[j] - 1e-12:  # placing must beat leaving the job unplaced
+                continue
+            rank = val + shadow(opt) if shadow is not None else val
+            if rank < best_rank - 1e-12:
+                best_rank, best_pick = rank, (opt, gpus, extra_w)
         if best_pick is not None:
             commit(j, *best_pick)
     off: tuple[str, ...] = ()
