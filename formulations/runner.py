@@ -10,7 +10,8 @@ the last decision it received. The warm start, when it satisfies every row, is s
 so a backend killed before finding anything still returns a decision (status ``feasible``,
 message "killed at the deadline; last incumbent returned").
 
-The child first gives itself its own HiGHS task scheduler. HiGHS keeps one per process,
+The child first gives itself its own HiGHS task scheduler, and again after the warm start
+(:func:`solver.heuristics.pricing.warm_start` solves an LP with HiGHS). HiGHS keeps one per process,
 started with the first MIP's thread count; a forked child inherits the parent's (e.g. from
 a host application's own highspy use) but not its worker threads. Measured without the
 reset: the child's HiGHS refused a run with another thread count (model status "Not Set")
@@ -38,7 +39,7 @@ from formulations.linear import BuildTimeout
 from formulations.model import ExactModel
 from formulations.structure import ModelTooLarge
 from solver.compiled import CompiledInstance
-from solver.heuristics import greedy_decision
+from solver.heuristics.pricing import warm_start
 from solver.methods import MethodOutput
 from solver.result import Decision, Status
 from solver.stop import Deadline
@@ -149,7 +150,8 @@ def _solve(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed
     if model.lm.num_vars == 0:  # nothing to decide: every job unplaced, every node as it must be
         z = model.lm.constant
         return Status.OPTIMAL, model.decode(np.zeros(0)), z, z, "empty model"
-    start = hint if hint is not None else greedy_decision(ci)
+    start = hint if hint is not None else warm_start(ci, deadline)
+    highspy.Highs.resetGlobalScheduler(False)  # the warm start's LP may have started one (module docstring)
     hint_values = model.values_of(start)
 
     def report(values: npt.NDArray[np.float64], objective: float, bound: float | None) -> None:

@@ -10,11 +10,13 @@ capacity is lost to rounding. Domains joined by a running job are kept in one pa
    dealt to parts largest first, each to the part with the fewest GPUs of the unit's
    type, then the fewest GPUs (balanced per type and in total).
 2. **Assign jobs** (:func:`assign_jobs`): a running job goes with its nodes; a job the
-   greedy decision placed goes to the part holding most of its GPUs; an unplaced job
-   goes to the part with the most free GPUs of its types left by greedy (then that
-   capacity is counted as taken), so work is spread where capacity is.
+   start decision placed goes to the part holding most of its GPUs; an unplaced job
+   goes to the part with the most free GPUs of its types left by the start (then that
+   capacity is counted as taken), so work is spread where capacity is. The start is the
+   warm start (:func:`solver.heuristics.pricing.warm_start`: the better of greedy and
+   ``lp-greedy``) or a better hint.
 3. **Solve** every part with an exact backend in parallel processes (``PARALLEL``
-   workers), warm-started from the greedy decision restricted to the part; a part whose
+   workers), warm-started from the start decision restricted to the part; a part whose
    solve fails keeps that restriction (always feasible inside the part).
 4. **Merge** the part decisions (the objective is separable: each node and job belongs
    to exactly one part), check the merged decision on the full instance (the start is
@@ -38,7 +40,7 @@ import numpy as np
 
 from solver.checker import check
 from solver.compiled import CompiledInstance
-from solver.heuristics.greedy import greedy_decision
+from solver.heuristics.pricing import warm_start
 from solver.methods import MethodOutput, available
 from solver.model import FractionalTask, InferenceService, Instance, TrainingJob
 from solver.result import Decision, Placement, Status
@@ -219,7 +221,7 @@ def pop_decompose(ci: CompiledInstance, deadline: Deadline, start: Decision, see
         for i, fut in enumerate(futures):
             try:
                 results.append(fut.result(timeout=max(0.1, deadline.remaining())))
-            except Exception as exc:  # a part that fails or is late keeps its greedy restriction
+            except Exception as exc:  # a part that fails or is late keeps its start restriction
                 results.append(PartResult(i, None, Status.ERROR, None, None, 0.0, f"{type(exc).__name__}: {exc}"))
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
@@ -238,8 +240,8 @@ def pop_decompose(ci: CompiledInstance, deadline: Deadline, start: Decision, see
 
 
 def pop_improve(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int) -> MethodOutput:
-    """POP from ``hint`` (when valid and better than greedy) without a bound (for portfolios)."""
-    start = greedy_decision(ci)
+    """POP from ``hint`` (when valid and better than the warm start) without a bound (for portfolios)."""
+    start = warm_start(ci, deadline)
     if hint is not None:
         given = check(ci.instance, hint, ci.topology)
         if given.valid and given.objective < check(ci.instance, start, ci.topology).objective:
@@ -252,11 +254,11 @@ def pop_improve(ci: CompiledInstance, deadline: Deadline, hint: Decision | None,
 
 
 def pop_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int) -> MethodOutput:
-    """POP decomposition warm-started from greedy; the bound is the global LP bound when available."""
+    """POP decomposition from the warm start; the bound is the global LP bound when available."""
     from solver.portfolio import global_lower_bound
 
     t0 = time.perf_counter()
-    start = greedy_decision(ci)
+    start = warm_start(ci, deadline)
     lower_bound = global_lower_bound()
     bound = None
     if lower_bound is not None and deadline.remaining() > 2.0:
@@ -267,7 +269,7 @@ def pop_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, 
     res = pop_decompose(ci, deadline, start, seed)
     ok = sum(1 for r in res.parts if r.decision is not None)
     msg = (f"POP-{len(res.parts)} with {res.method}: {ok}/{len(res.parts)} parts solved, objective "
-           f"{res.objective:.6g}" + (" (the merge was worse: greedy kept)" if res.kept_start else ""))
+           f"{res.objective:.6g}" + (" (the merge was worse: start kept)" if res.kept_start else ""))
     if bound is not None:
         loss = (res.objective - bound) / max(abs(res.objective), 1e-9)
         msg += f", global bound {bound:.6g}, loss <= {100 * loss:.3f}%"

@@ -1,4 +1,5 @@
-r"""Large-neighbourhood search (LNS) over any exact backend, warm-started from greedy.
+r"""Large-neighbourhood search (LNS) over any exact backend, starting from the warm start
+(:func:`solver.heuristics.pricing.warm_start`: the better of greedy and ``lp-greedy``).
 
 A *neighbourhood* is a set of nodes and a set of jobs allowed to move. Its
 sub-instance holds only those nodes; every other job that sits on them is *frozen*:
@@ -397,10 +398,10 @@ def lns_search(
 
 
 def lns_improve(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int) -> MethodOutput:
-    """LNS from ``hint`` (when valid and better) or the greedy decision, without a bound (for portfolios)."""
-    from solver.heuristics.greedy import greedy_decision
+    """LNS from ``hint`` (when valid and better) or the warm start, without a bound (for portfolios)."""
+    from solver.heuristics.pricing import warm_start
 
-    start = greedy_decision(ci)
+    start = warm_start(ci, deadline)
     if hint is not None:
         given = check(ci.instance, hint, ci.topology)
         if given.valid and given.objective < check(ci.instance, start, ci.topology).objective:
@@ -410,7 +411,7 @@ def lns_improve(ci: CompiledInstance, deadline: Deadline, hint: Decision | None,
 
 
 def lns_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int) -> MethodOutput:
-    """LNS from ``hint`` (when valid) or the greedy decision, with the LP bound when available.
+    """LNS from ``hint`` (when valid) or the warm start, with the LP bound when available.
 
     A share of the time (a fifth) goes to ``formulations.lower_bound`` so that the result has a gap.
     """

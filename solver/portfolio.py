@@ -5,7 +5,9 @@ Policy (the table :data:`PLANS` by instance size, each stage a share of the time
 1. **Heuristics first.** ``greedy`` always runs first (about 1 s on 10,240 GPUs), with a
    deadline that leaves room for the checks (if it expires, the jobs not yet considered
    stay unplaced); its checked decision is the fallback and the warm start of every later
-   stage. The other
+   stage. ``lp-greedy`` (greedy guided by GPU prices from the type-level LP,
+   :mod:`solver.heuristics.pricing`) follows in every size class when the time left
+   exceeds ``GUIDED_BUDGET_FACTOR`` times what greedy took. The other
    heuristics (``fgd``, ``energy-greedy``, ``edf``, ``sjf``) follow while they are cheap
    compared with the budget (each is allowed only if the time left exceeds
    ``HEURISTIC_BUDGET_FACTOR`` times what greedy took).
@@ -51,6 +53,10 @@ __all__ = ["PLANS", "Candidate", "Plan", "Stage", "auto_method", "global_lower_b
 
 #: Run another heuristic only if the time left exceeds this many greedy runtimes.
 HEURISTIC_BUDGET_FACTOR = 20.0
+#: Run ``lp-greedy`` only if the time left exceeds this many greedy runtimes (its LP and pass took
+#: 2-4 greedy runtimes on medium to xl: 0.05 s on medium, 0.15-0.28 s on large, 1.0-1.7 s on xl).
+GUIDED_BUDGET_FACTOR = 8.0
+GUIDED_HEURISTIC = "lp-greedy"
 #: Fraction of the limit kept for the final check of :func:`solver.solve` (plus the measured check time).
 RESERVE_FRACTION = 0.03
 #: Seconds a stage may run past its deadline (an exact backend's child is killed 0.1 s after it).
@@ -187,6 +193,10 @@ def auto_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None,
     if hint is not None:
         record(*run_attempt("hint", lambda: MethodOutput(hint, Status.FEASIBLE), ci))
     plan = size_class(ci)
+    if available(GUIDED_HEURISTIC) and left() > GUIDED_BUDGET_FACTOR * greedy_s:
+        guided_deadline = Deadline(max(0.0, left()))
+        record(*run_attempt(GUIDED_HEURISTIC, partial(get_method(GUIDED_HEURISTIC), ci, guided_deadline, None, seed),
+                            ci))
     for name in EXTRA_HEURISTICS if plan.extra_heuristics else ():
         if available(name) and left() > HEURISTIC_BUDGET_FACTOR * greedy_s:
             fn = get_method(name)

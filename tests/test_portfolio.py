@@ -77,7 +77,7 @@ def test_auto_records_every_attempt_and_the_best_bound(monkeypatch: pytest.Monke
     r = solver.solve(inst, "auto", time_limit_s=3)
     names = [a.method for a in r.attempts]
     assert names[0] == "greedy"
-    assert {"fgd", "energy-greedy", "edf", "sjf", "lp-bound", "cpsat"} <= set(names)
+    assert {"lp-greedy", "fgd", "energy-greedy", "edf", "sjf", "lp-bound", "cpsat"} <= set(names)
     assert r.bound == 1.0
     assert r.gap == pytest.approx((r.objective - 1.0) / r.objective)
     assert all(a.runtime_s >= 0 for a in r.attempts)
@@ -208,4 +208,4 @@ def test_auto_stops_once_proven_optimal(monkeypatch: pytest.MonkeyPatch) -> None
     r = solver.solve(solver.generate("small", 0), "auto", time_limit_s=20, seed=0)
     assert r.status == Status.OPTIMAL
     assert r.objective == pytest.approx(183.06080, abs=1e-4)
-    assert [a.method for a in r.attempts] == ["greedy", "milp-highs"]
+    assert [a.method for a in r.attempts] == ["greedy", "lp-greedy", "milp-highs"]
