@@ -28,7 +28,7 @@ __all__ = ["run_demo"]
 
 DEMO_INSTANCES = (("small", 0), ("medium", 0))
 DEMO_METHODS = ("greedy", "lp-greedy", "energy-greedy", "fgd", "lns", "cpsat", "milp-highs", "milp-cbc", "auto")
-REPLAY_POLICIES = ("fifo", "sjf", "las", "best-fit", "solve:greedy")
+REPLAY_POLICIES = ("fifo", "sjf", "las", "best-fit", "solve:greedy", "solve:lp-greedy")
 WHATIF = ("add-nodes=dgx-h100:4", "power-cap=0.7", "power-budget=40", "tighten-slo=0.5")
 
 
