@@ -137,8 +137,9 @@ def _replay(out: Path, say: Any, quick: bool) -> list[str]:
     if not trace.exists() or not machines.exists():
         return []
     say(f"\n== trace replay: Philly-format sample ({trace.name}) on the sample machine list")
-    say("  " + "  ".join(f"{h:>10}" for h in ("policy", "jobs", "avg JCT h", "p95 JCT h", "queue h", "makespan h",
-                                                "energy kWh", "util", "wall s")))
+    width = max(len(p) for p in REPLAY_POLICIES)
+    say("  " + f"{'policy':<{width}}  " + "  ".join(f"{h:>10}" for h in ("jobs", "avg JCT h", "p95 JCT h", "queue h",
+                                                                     "makespan h", "energy kWh", "util", "wall s")))
     lines = ["## 2. Trace replay (generated Philly-format sample)", "",
              "| policy | jobs | avg JCT h | p95 JCT h | avg queue h | makespan h | energy kWh | util | wall s |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -159,7 +160,7 @@ def _replay(out: Path, say: Any, quick: bool) -> list[str]:
         row = (policy, get("jobs"), _h(jct.get("mean")), _h(jct.get("p95")), _h(get("queue_s", "mean")),
                _h(get("makespan_s")), get("energy_kwh"), get("gpu_utilization"), get("timing", "wall_s"))
         lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
-        say("  " + "  ".join(f"{_cell(v):>10}" for v in row))
+        say("  " + f"{policy:<{width}}  " + "  ".join(f"{_cell(v):>10}" for v in row[1:]))
     lines.append("")
     return lines
 
