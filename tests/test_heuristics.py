@@ -292,8 +292,31 @@ def test_lp_greedy_beats_greedy_on_medium_seed_1() -> None:
     ci = CompiledInstance(solver.generate("medium", 1))
     plain, guided = ci.check(greedy_decision(ci)), ci.check(lp_greedy_decision(ci))
     assert plain.objective == pytest.approx(2063.0893, abs=1e-3)
-    assert guided.objective == pytest.approx(1541.0246, abs=1e-3)
-    assert (guided.metrics["unplaced"], plain.metrics["unplaced"]) == (49, 53)
+    assert guided.objective == pytest.approx(1283.8054, abs=1e-3)  # the optimum is 1214.7134
+    assert (guided.metrics["unplaced"], plain.metrics["unplaced"]) == (41, 53)
+    # the pass from the LP with running jobs moves 20 of them and preempts 7; plain greedy keeps them all
+    assert (guided.metrics["migrations"], guided.metrics["preemptions"]) == (20, 7)
+    assert (plain.metrics["migrations"], plain.metrics["preemptions"]) == (0, 0)
+
+
+def test_lp_greedy_preempts_a_low_priority_job_for_a_high_priority_one() -> None:
+    low = TrainingJob("low", 1, work=3 * 3600.0, throughput_per_gpu=(("H100-SXM", 1.0),), memory_gib=10.0,
+                      priority=1.0, running=Running(("h/0",)), preemptible=True)
+    high = TrainingJob("high", 1, work=3 * 3600.0, throughput_per_gpu=(("H100-SXM", 1.0),), memory_gib=10.0,
+                       priority=4.0)
+    inst = _instance((_node("h", 1, "H100-SXM"),), (low, high))
+    ci = CompiledInstance(inst)
+    prices = type_prices(ci, running=True)
+    assert prices is not None and prices.release == frozenset({0}) and prices.placed == frozenset({1})
+    kept = type_prices(ci)  # every running job kept: no free GPU, the LP places nothing
+    assert kept is not None and kept.placed == frozenset() and kept.release == frozenset()
+    plain, guided = greedy_decision(ci), lp_greedy_decision(ci)
+    assert _placed(plain) == {"low": ("h/0",)} and _placed(guided) == {"high": ("h/0",)}
+    optimum = solver.solve(inst, "milp-highs", time_limit_s=10)
+    assert optimum.status == Status.OPTIMAL and optimum.decision is not None
+    # leaving 'high' out costs 4 x 10, leaving 'low' out 10: the optimum preempts 'low'
+    assert ci.check(guided).objective == pytest.approx(optimum.objective, abs=1e-9)
+    assert ci.check(plain).objective == pytest.approx(optimum.objective + 30.0, abs=1e-9)
 
 
 @pytest.mark.parametrize("threads", [1, 2])

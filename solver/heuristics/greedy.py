@@ -42,6 +42,7 @@ def greedy_decision(
     fraction_finder: FractionFinder | None = None,
     deadline: Deadline | None = None,
     shadow: Callable[[Option], float] | None = None,
+    release: frozenset[int] = frozenset(),
 ) -> Decision:
     """Build a feasible decision greedily.
 
@@ -68,9 +69,13 @@ def greedy_decision(
         :mod:`~solver.heuristics.pricing`), added to an option's score when options are
         compared; whether to place the job at all still compares its score without it
         against the unplaced penalty. None: no shadow cost.
+    release
+        Indices of preemptible running jobs to treat as pending (moved or left out, scored
+        with their migration cost), e.g. those the LP of
+        :func:`~solver.heuristics.pricing.type_prices` does not keep.
     """
     with gc_paused():  # a bounded pass that allocates many short- and long-lived objects
-        return _greedy_pass(ci, order, option_key, skip, fraction_finder, deadline, shadow)
+        return _greedy_pass(ci, order, option_key, skip, fraction_finder, deadline, shadow, release)
 
 
 def _greedy_pass(
@@ -81,6 +86,7 @@ def _greedy_pass(
     fraction_finder: FractionFinder | None,
     deadline: Deadline | None,
     shadow: Callable[[Option], float] | None = None,
+    release: frozenset[int] = frozenset(),
 ) -> Decision:
     """The pass of :func:`greedy_decision` (same parameters)."""
     inst = ci.instance
@@ -138,7 +144,8 @@ def _greedy_pass(
         tier = ci.tier(gpus)
         t = int(ci.gpu_type[gpus[0]])
         fits = [o for o in ci.options[j] if o.type_index == t and o.num_gpus == len(gpus)]
-        if (not fits or not (state.is_free(gpus) or isinstance(job, FractionalTask))) and job.preemptible:
+        usable = fits and j not in release and (state.is_free(gpus) or isinstance(job, FractionalTask))
+        if not usable and job.preemptible:
             pending.append(j)
             continue
         if not fits:
@@ -182,7 +189,7 @@ def _greedy_pass(
             t_opt = opt.terms[tier][0]
             if power_w + extra_w + t_opt.power_w > budget + 1e-6:
                 continue
-            val = score(opt, tier, extra_kwh)
+            val = score(opt, tier, extra_kwh, j in release)  # a released running job moves
             if val >= penalty[j] - 1e-12:  # placing must beat leaving the job unplaced
                 continue
             rank = val + shadow(opt) if shadow is not None else val

@@ -27,6 +27,12 @@ watt. The LP ignores topology and fragmentation, so it is a guide, not a bound.
 with the jobs the LP places (:math:`\sum_o x_{jo} \ge 1/2`) first, each in the default
 order, and options compared by :math:`\text{score} + \lambda_{k_o} g_o + \lambda_W w_o`
 (whether a job is placed at all still compares its plain score with :math:`p_j`).
+It makes two such passes and keeps the better: one with every running job kept (the LP
+above), one from the LP in which a preemptible running job is a job like the others (its
+own GPUs at their tier, any other option with its migration cost), where the running jobs
+the LP keeps less than half are released: moved or left out by the pass. Plain greedy never
+moves a running job; on medium seed 1 the second pass migrates 20 and preempts 7 and ends
+at 1283.8 (greedy 2063.1, the first pass 1541.0, the optimum 1214.7).
 :func:`warm_start` returns the better of plain greedy and ``lp-greedy`` by the checked
 objective; the exact backends start from it.
 """
@@ -34,6 +40,7 @@ objective; the exact backends start from it.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import highspy
@@ -61,6 +68,8 @@ class TypePrices:
     gpu: tuple[float, ...]
     watt: float
     placed: frozenset[int]
+    #: Preemptible running jobs the LP does not keep on their GPUs (with ``running=True`` only).
+    release: frozenset[int] = frozenset()
 
     def shadow(self, ci: CompiledInstance, o: Option) -> float:
         """:math:`\\lambda_{k_o} g_o + \\lambda_W w_o` of option ``o``."""
@@ -90,9 +99,18 @@ def _tightest_tiers(ci: CompiledInstance) -> np.ndarray:
     return most
 
 
-def type_prices(ci: CompiledInstance, deadline: Deadline | None = None) -> TypePrices | None:
+def type_prices(ci: CompiledInstance, deadline: Deadline | None = None, running: bool = False) -> TypePrices | None:
     """Solve the type-level LP (see the module docstring); None if it has nothing to
-    price or HiGHS does not solve it in time."""
+    price or HiGHS does not solve it in time.
+
+    Parameters
+    ----------
+    running
+        False: every running job keeps its GPUs (as plain greedy does). True: a preemptible
+        running job is a column per option too, its own GPUs at their tier without a
+        migration, any other option at the tightest tier with one; the jobs the LP keeps on
+        their GPUs less than half are returned in :attr:`TypePrices.release`.
+    """
     inst = ci.instance
     n_types = len(inst.gpu_types)
     free = np.bincount(ci.gpu_type, minlength=n_types).astype(np.float64)
@@ -102,20 +120,32 @@ def type_prices(ci: CompiledInstance, deadline: Deadline | None = None) -> TypeP
     cols_job: list[int] = []
     cols_opt: list[Option] = []
     cost: list[float] = []
+    keeps: list[bool] = []
+
+    def column(j: int, o: Option, c: float, keep: bool) -> None:
+        cols_job.append(j)
+        cols_opt.append(o)
+        cost.append(c - float(ci.unplaced_penalty[j]))
+        keeps.append(keep)
+
     for j, job in enumerate(ci.jobs):
-        if job.running is not None:  # greedy keeps running jobs where they are
+        if job.running is not None:
             gpus = [ci.gpu_index[g] for g in job.running.gpus]
             k = int(ci.gpu_type[gpus[0]])
             kept = [o for o in ci.options[j] if o.type_index == k and o.num_gpus == len(gpus)]
-            if kept:
+            if running and job.preemptible:
+                tier_now = ci.tier(gpus)
+                for o in ci.options[j]:
+                    if o in kept:
+                        column(j, o, o.cost(inst, tier_now, False), True)
+                    else:
+                        column(j, o, o.cost(inst, _tier(most, o), True), False)
+            elif kept:  # it stays where it is
                 free[k] -= need_gpus(ci, kept[0])
                 watts -= min(o.terms[0][0].power_w for o in kept)
             continue
         for o in ci.options[j]:
-            tier = next(t for t in range(5) if most[o.type_index, t] >= o.num_gpus)
-            cols_job.append(j)
-            cols_opt.append(o)
-            cost.append(o.cost(inst, tier, False) - float(ci.unplaced_penalty[j]))
+            column(j, o, o.cost(inst, _tier(most, o), False), False)
     if not cols_opt:
         return None
     n = len(cols_opt)
@@ -159,24 +189,50 @@ def type_prices(ci: CompiledInstance, deadline: Deadline | None = None) -> TypeP
     sol = h.getSolution()
     dual = np.asarray(sol.row_dual)
     x = np.asarray(sol.col_value)
+    jobs = np.array(cols_job)
     share = np.zeros(len(ci.jobs))
-    np.add.at(share, np.array(cols_job), x)
+    np.add.at(share, jobs, x)
+    kept_share = np.zeros(len(ci.jobs))
+    np.add.at(kept_share, jobs, x * np.array(keeps))
     gpu = tuple(float(max(0.0, -d)) for d in dual[len(job_rows):len(job_rows) + n_types])
     watt = float(max(0.0, -dual[-1])) if math.isfinite(watts) else 0.0
-    return TypePrices(gpu, watt, frozenset(int(j) for j in np.flatnonzero(share >= 0.5)))
+    pending = frozenset(j for j in range(len(ci.jobs)) if ci.jobs[j].running is None)
+    release = frozenset(int(j) for j in set(cols_job) if ci.jobs[j].running is not None and kept_share[j] < 0.5)
+    return TypePrices(gpu, watt, frozenset(int(j) for j in np.flatnonzero(share >= 0.5)) & pending, release)
+
+
+def _tier(most: np.ndarray, o: Option) -> int:
+    """The tightest tier whose units of the option's type hold its GPUs."""
+    return next(t for t in range(5) if most[o.type_index, t] >= o.num_gpus)
 
 
 def lp_greedy_decision(ci: CompiledInstance, deadline: Deadline | None = None) -> Decision:
-    """Greedy guided by :func:`type_prices` (plain greedy when the LP is not solved)."""
-    prices = type_prices(ci, deadline)
+    """Greedy guided by :func:`type_prices`: the better (checked objective) of a pass that
+    keeps every running job and, when time allows, a pass from the LP with running jobs that
+    releases the preemptible ones the LP moves or drops (plain greedy when no LP is solved)."""
+    t0 = time.perf_counter()
+    first = _guided(ci, type_prices(ci, deadline), deadline)
+    spent = time.perf_counter() - t0
+    if any(j.running is not None and j.preemptible for j in ci.jobs) and (
+            deadline is None or deadline.remaining() > 2.0 * spent):
+        second = _guided(ci, type_prices(ci, deadline, running=True), deadline)
+        if ci.check(second).objective < ci.check(first).objective - 1e-9:
+            return second
+    return first
+
+
+def _guided(ci: CompiledInstance, prices: TypePrices | None, deadline: Deadline | None) -> Decision:
+    """One greedy pass with the LP's order, shadow prices and released jobs."""
     if prices is None:
         return greedy_decision(ci, deadline=deadline)
     index = ci.job_index
+    placed = prices.placed
 
     def order(job: Job) -> tuple[float, ...]:
-        return (0.0 if index[job.id] in prices.placed else 1.0, *default_order(job))
+        return (0.0 if index[job.id] in placed else 1.0, *default_order(job))
 
-    return greedy_decision(ci, order=order, deadline=deadline, shadow=lambda o: prices.shadow(ci, o))
+    return greedy_decision(ci, order=order, deadline=deadline, shadow=lambda o: prices.shadow(ci, o),
+                           release=prices.release)
 
 
 def warm_start(ci: CompiledInstance, deadline: Deadline | None = None) -> Decision:
