@@ -41,8 +41,8 @@ __all__ = ["Scaling", "cpsat_model", "cpsat_solver", "solve_cpsat"]
 DEFAULT_WORKERS = 2
 #: CP-SAT's full-model workers: an LP-based search for the bound and a second one branching on
 #: reduced costs, both full workers (``num_full_subsolvers``), CP-SAT's LNS interleaved, with
-#: ``symmetry_level = 4``. Medium, 10 s, seeds 0-4 x solver seeds 0-3: 16, 12 and 14 of 20 runs
-#: proven in three runs (incumbents at most 0.14% above the best bound); the pair at the default
+#: ``symmetry_level = 4``. Medium, 10 s, seeds 0-4 x solver seeds 0-3: 16, 12, 14 and 15 of 20 runs
+#: proven in four runs (incumbents at most 0.14% above the best bound); the pair at the default
 #: symmetry level 10-13 of 20; one full ``max_lp`` worker (what 2 workers give without
 #: ``num_full_subsolvers``) 11 of 20, incumbents up to 17% above the optimum
 #: (docs/formulations.md, "Bounds and statuses").

@@ -16,8 +16,8 @@ Policy (the table :data:`PLANS` by instance size, each stage a share of the time
    LP relaxation itself and reports it as its bound.
 3. **Improvement**, by size class: the exact model on small instances (CP-SAT, else the
    MILP backends); on medium ones (<= 1,024 GPUs, 400 jobs) HiGHS on the full model with all
-   the time (10 s, medium seeds 0-4 x solver seeds 0-3: HiGHS proved 20 of 20 runs, in 1.8-5.7 s,
-   CP-SAT 14 of 20; given 60 s CP-SAT proves all five in 1.6-11.5 s); on large
+   the time (10 s, medium seeds 0-4 x solver seeds 0-3: HiGHS proved 20 of 20 runs, in 1.8-6.6 s,
+   CP-SAT 15 of 20; given 60 s CP-SAT proves all five in 1.6-11.5 s); on large
    ones RINS with all the time (LP, a few tight fixing rounds, then a placement-fixing
    round), then CP-SAT large-neighbourhood search when at least 2 s remain. Each stage is
    warm-started from the best decision so far, and once the best decision is proven
@@ -53,8 +53,8 @@ __all__ = ["PLANS", "Candidate", "Plan", "Stage", "auto_method", "global_lower_b
 
 #: Run another heuristic only if the time left exceeds this many greedy runtimes.
 HEURISTIC_BUDGET_FACTOR = 20.0
-#: Run ``lp-greedy`` only if the time left exceeds this many greedy runtimes (its LP and pass took
-#: 2-4 greedy runtimes on medium to xl: 0.05 s on medium, 0.15-0.28 s on large, 1.0-1.7 s on xl).
+#: Run ``lp-greedy`` only if the time left exceeds this many greedy runtimes (its two LPs and passes
+#: took 2.5-4 greedy runtimes on medium to xl: 0.1 s on medium, 0.4 s on large, 2.7 s on xl).
 GUIDED_BUDGET_FACTOR = 8.0
 GUIDED_HEURISTIC = "lp-greedy"
 #: Fraction of the limit kept for the final check of :func:`solver.solve` (plus the measured check time).

@@ -56,7 +56,7 @@ from solver.stop import Deadline
 
 __all__ = ["TypePrices", "lp_greedy_decision", "lp_greedy_method", "type_prices", "warm_start"]
 
-#: Seconds the type-level LP may take at most (it takes 0.03-0.2 s on medium and large).
+#: Seconds the type-level LP may take at most (it takes 0.03-0.3 s on medium and large, 1-1.7 s on xl).
 LP_LIMIT_S = 2.0
 
 
