@@ -40,7 +40,7 @@ import numpy as np
 
 from solver.checker import check
 from solver.compiled import CompiledInstance
-from solver.heuristics.pricing import warm_start
+from solver.heuristics.pricing import start_decision, warm_start
 from solver.methods import MethodOutput, available
 from solver.model import FractionalTask, InferenceService, Instance, TrainingJob
 from solver.result import Decision, Placement, Status
@@ -240,13 +240,9 @@ def pop_decompose(ci: CompiledInstance, deadline: Deadline, start: Decision, see
 
 
 def pop_improve(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int) -> MethodOutput:
-    """POP from ``hint`` (when valid and better than the warm start) without a bound (for portfolios)."""
-    start = warm_start(ci, deadline)
-    if hint is not None:
-        given = check(ci.instance, hint, ci.topology)
-        if given.valid and given.objective < check(ci.instance, start, ci.topology).objective:
-            start = hint
-    res = pop_decompose(ci, deadline, start, seed)
+    """POP from ``hint`` (the portfolio's best decision, when valid) or the warm start, without a bound
+    (for portfolios; :func:`solver.heuristics.pricing.start_decision`)."""
+    res = pop_decompose(ci, deadline, start_decision(ci, deadline, hint), seed)
     ok = sum(1 for r in res.parts if r.decision is not None)
     msg = (f"POP-{len(res.parts)} with {res.method}: {ok}/{len(res.parts)} parts solved"
            + (" (the merge was worse: start kept)" if res.kept_start else ""))

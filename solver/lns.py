@@ -398,23 +398,24 @@ def lns_search(
 
 
 def lns_improve(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int) -> MethodOutput:
-    """LNS from ``hint`` (when valid and better) or the warm start, without a bound (for portfolios)."""
-    from solver.heuristics.pricing import warm_start
+    """LNS from ``hint`` (the portfolio's best decision, when valid) or the warm start, without a bound
+    (for portfolios; :func:`solver.heuristics.pricing.start_decision`)."""
+    from solver.heuristics.pricing import start_decision
 
-    start = warm_start(ci, deadline)
-    if hint is not None:
-        given = check(ci.instance, hint, ci.topology)
-        if given.valid and given.objective < check(ci.instance, start, ci.topology).objective:
-            start = hint
+    return _lns_from(ci, deadline, start_decision(ci, deadline, hint), seed)
+
+
+def _lns_from(ci: CompiledInstance, deadline: Deadline, start: Decision, seed: int) -> MethodOutput:
     res = lns_search(ci, deadline, start, seed)
     return MethodOutput(res.decision, Status.FEASIBLE, None, res.summary(), res.objective)
 
 
 def lns_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int) -> MethodOutput:
-    """LNS from ``hint`` (when valid) or the warm start, with the LP bound when available.
+    """LNS from ``hint`` (when valid and better) or the warm start, with the LP bound when available.
 
     A share of the time (a fifth) goes to ``formulations.lower_bound`` so that the result has a gap.
     """
+    from solver.heuristics.pricing import warm_start
     from solver.portfolio import global_lower_bound
 
     bound = None
@@ -424,5 +425,10 @@ def lns_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, 
             bound = lower_bound(ci, deadline.sub(0.2))
         except Exception:  # a failing bound leaves the search without a gap, nothing more
             bound = None
-    out = lns_improve(ci, deadline, hint, seed)
+    start = warm_start(ci, deadline)
+    if hint is not None:
+        given = ci.check(hint)
+        if given.valid and given.objective < ci.check(start).objective:
+            start = hint
+    out = _lns_from(ci, deadline, start, seed)
     return MethodOutput(out.decision, out.status, bound, out.message, out.objective)
