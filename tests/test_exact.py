@@ -492,11 +492,11 @@ def test_snapshot_harness_gaps_against_the_best_bound(tmp_path: Path) -> None:
 
 def test_cpsat_runs_both_full_workers_with_two_threads() -> None:
     """With 2 workers CP-SAT runs one full worker unless num_full_subsolvers says otherwise: both
-    max_lp (the bound) and reduced_costs must run, with symmetry_level 4; one worker: no list."""
+    pseudo_costs and reduced_costs must run, with symmetry_level 4; one worker: no list."""
     from formulations.cpsat import cpsat_solver
 
     p = cpsat_solver(10.0, 3, 2).parameters
-    assert (list(p.subsolvers), p.num_full_subsolvers, p.num_workers) == (["max_lp", "reduced_costs"], 2, 2)
+    assert (list(p.subsolvers), p.num_full_subsolvers, p.num_workers) == (["pseudo_costs", "reduced_costs"], 2, 2)
     assert (p.symmetry_level, p.random_seed, p.max_time_in_seconds) == (4, 3, 10.0)
     assert list(cpsat_solver(1.0, 0, 1).parameters.subsolvers) == []
 
@@ -606,3 +606,39 @@ def test_a_failed_highs_run_is_an_error_not_the_hint() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip().endswith(
         "error True None HiGHS failed to run (model status Not Set); 1191 variables, 229 rows"), out.stdout
+
+
+def test_backend_never_returns_worse_than_its_warm_start() -> None:
+    """A backend whose final answer is worse than the hint it was given (as CP-SAT's was on large,
+    after its presolve broke the hint) returns the hint, with the final bound and status feasible;
+    killed before its final answer, it returns the best incumbent streamed, not the last one."""
+    from formulations.runner import BackendResult, Report, run_backend
+    from solver.heuristics.greedy import greedy_decision
+
+    ci = CompiledInstance(solver.generate("small", 0))
+    hint = greedy_decision(ci)
+    pending = [job.id for job in ci.jobs if job.running is None]
+    worse = greedy_decision(ci, skip=pending)  # running jobs only: every pending job unplaced
+    hint_z, worse_z = ci.check(hint).objective, ci.check(worse).objective
+    assert worse_z > hint_z + 1.0
+
+    def final_worse(model: ExactModel, hint_values: np.ndarray, limit_s: float, seed: int,
+                    report: Report) -> BackendResult:
+        values = model.values_of(worse)
+        return BackendResult(Status.FEASIBLE, values, model.lm.evaluate(values), 1.0, "worse")
+
+    out = run_backend(ci, Deadline(10.0), hint, 0, final_worse)
+    assert out.status is Status.FEASIBLE and out.bound == 1.0 and out.decision is not None
+    assert out.objective == pytest.approx(hint_z) and ci.check(out.decision).objective == pytest.approx(hint_z)
+    assert out.message.startswith("worse; ")
+    assert f"final objective {worse_z:.6g}: best incumbent returned" in out.message
+
+    def stream_worse_then_hang(model: ExactModel, hint_values: np.ndarray, limit_s: float, seed: int,
+                               report: Report) -> BackendResult:
+        report(model.values_of(worse), model.lm.evaluate(model.values_of(worse)), 2.0)
+        time.sleep(30)
+        raise AssertionError("killed before")
+
+    out = run_backend(ci, Deadline(1.0), hint, 0, stream_worse_then_hang)
+    assert out.status is Status.FEASIBLE and out.bound == 2.0
+    assert out.objective == pytest.approx(hint_z) and out.message == "killed at the deadline; best incumbent returned"
