@@ -39,14 +39,14 @@ from solver.stop import Deadline
 __all__ = ["Scaling", "cpsat_model", "cpsat_solver", "solve_cpsat"]
 
 DEFAULT_WORKERS = 2
-#: CP-SAT's full-model workers: an LP-based search for the bound and a second one branching on
-#: reduced costs, both full workers (``num_full_subsolvers``), CP-SAT's LNS interleaved, with
-#: ``symmetry_level = 4``. Medium, 10 s, seeds 0-4 x solver seeds 0-3: 16, 12, 14 and 15 of 20 runs
-#: proven in four runs (incumbents at most 0.14% above the best bound); the pair at the default
-#: symmetry level 10-13 of 20; one full ``max_lp`` worker (what 2 workers give without
-#: ``num_full_subsolvers``) 11 of 20, incumbents up to 17% above the optimum
-#: (docs/formulations.md, "Bounds and statuses").
-SUBSOLVERS = ("max_lp", "reduced_costs")
+#: CP-SAT's full-model workers, both full (``num_full_subsolvers``), with ``symmetry_level = 4``:
+#: LP search branching on pseudo-costs and LP search branching on reduced costs. Two full
+#: workers on two threads leave none to CP-SAT's LNS subsolvers (its log: "LNS stats ... 0/0").
+#: Medium s0/s3/s4 (the seeds that land near 10 s), 10 s: 21 of 36 runs proven against 31 of 60
+#: with ``max_lp`` + ``reduced_costs``, within run-to-run noise; 16 of 20 in the seeds benchmark;
+#: on large the same median gap as the pair with ``max_lp`` in the same half hour (15% over 20 runs;
+#: 1.3% in a later run; docs/formulations.md, "Bounds and statuses").
+SUBSOLVERS = ("pseudo_costs", "reduced_costs")
 
 
 class Scaling:
