@@ -319,6 +319,21 @@ def test_lp_greedy_preempts_a_low_priority_job_for_a_high_priority_one() -> None
     assert ci.check(plain).objective == pytest.approx(optimum.objective + 30.0, abs=1e-9)
 
 
+def test_a_released_job_back_on_its_own_gpus_pays_no_migration() -> None:
+    """Greedy scores a released running job as the checker does: a migration only when it lands on
+    other GPUs. Here its own H100 is the only one; leaving it out costs 10 x 0.15 = 1.5, placing it
+    1.2 (its node's idle and its active energy) without a migration and 2.2 with one (weight 1), so
+    it must go back, unmoved (scored with the migration it was left out)."""
+    low = TrainingJob("low", 1, work=3 * 3600.0, throughput_per_gpu=(("H100-SXM", 1.0),), memory_gib=10.0,
+                      priority=0.15, running=Running(("h/0",)), preemptible=True)
+    ci = CompiledInstance(_instance((_node("h", 1, "H100-SXM"),), (low,)))
+    kept, released = greedy_decision(ci), greedy_decision(ci, release=frozenset({0}))
+    assert _placed(kept) == _placed(released) == {"low": ("h/0",)}
+    report = ci.check(released)
+    assert report.metrics["migrations"] == 0 and report.objective == pytest.approx(ci.check(kept).objective)
+    assert report.objective == pytest.approx(1.2) and ci.unplaced_penalty[0] == pytest.approx(1.5)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_type_prices_leave_no_highs_scheduler_behind(threads: int) -> None:
     """HiGHS fixes its process-wide scheduler at the first run's thread count; the type-level LP must not

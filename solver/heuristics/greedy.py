@@ -70,8 +70,9 @@ def greedy_decision(
         compared; whether to place the job at all still compares its score without it
         against the unplaced penalty. None: no shadow cost.
     release
-        Indices of preemptible running jobs to treat as pending (moved or left out, scored
-        with their migration cost), e.g. those the LP of
+        Indices of preemptible running jobs to treat as pending (moved or left out; a
+        placement other than their own GPUs is scored with their migration cost), e.g. those
+        the LP of
         :func:`~solver.heuristics.pricing.type_prices` does not keep.
     """
     with gc_paused():  # a bounded pass that allocates many short- and long-lived objects
@@ -189,7 +190,9 @@ def _greedy_pass(
             t_opt = opt.terms[tier][0]
             if power_w + extra_w + t_opt.power_w > budget + 1e-6:
                 continue
-            val = score(opt, tier, extra_kwh, j in release)  # a released running job moves
+            # a released running job moves unless it lands on its own GPUs again
+            moved = job.running is not None and {gpu_ids[g] for g in gpus} != set(job.running.gpus)
+            val = score(opt, tier, extra_kwh, moved)
             if val >= penalty[j] - 1e-12:  # placing must beat leaving the job unplaced
                 continue
             rank = val + shadow(opt) if shadow is not None else val
