@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import highspy
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -344,5 +345,8 @@ def test_type_prices_leave_no_highs_scheduler_behind(threads: int) -> None:
     ci = CompiledInstance(solver.generate("tiny", 3))
     assert type_prices(ci) is not None
     h = highs_model(ExactModel(ci), 10.0, 0, threads)
-    h.run()
+    try:
+        h.run()
+    finally:  # this run's scheduler would make later in-process runs with another thread count fail
+        highspy.Highs.resetGlobalScheduler(False)
     assert h.getModelStatus().name == "kOptimal"
