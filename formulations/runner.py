@@ -119,14 +119,15 @@ def run_backend(ci: CompiledInstance, deadline: Deadline, hint: Decision | None,
     recv.close()
     if final is not None:
         _, status, decision, objective, bound, message = final
-        if status not in (Status.INFEASIBLE, Status.ERROR) and streamed_bound is not None:
-            bound = streamed_bound if bound is None else max(bound, streamed_bound)  # all are global bounds
-        if best is not None and status not in (Status.INFEASIBLE, Status.ERROR) and (
-                decision is None or objective is None or best[2] < objective - 1e-9 * max(1.0, abs(objective))):
-            note = "no final solution" if decision is None else f"final objective {objective:.6g}"
-            decision, objective = best[1], best[2]
-            status = Status.FEASIBLE
-            message = (message + "; " if message else "") + f"{note}: best incumbent returned"
+        if status not in (Status.INFEASIBLE, Status.ERROR):
+            if streamed_bound is not None:
+                bound = streamed_bound if bound is None else max(bound, streamed_bound)  # all are global bounds
+            if best is not None and (decision is None or objective is None
+                                     or best[2] < objective - 1e-9 * max(1.0, abs(objective))):
+                note = "no final solution" if decision is None else f"final objective {objective:.6g}"
+                decision, objective = best[1], best[2]
+                status = Status.FEASIBLE
+                message = (message + "; " if message else "") + f"{note}: best incumbent returned"
         return MethodOutput(decision, status, bound, message, objective)
     note = "killed at the deadline" if killed else "backend process ended without a result"
     if best is not None:

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import highspy
 import numpy as np
 
+from solver.checker import CheckReport
 from solver.compiled import CompiledInstance, Option
 from solver.heuristics.greedy import default_order, greedy_decision
 from solver.highs import new_highs
@@ -210,15 +211,20 @@ def lp_greedy_decision(ci: CompiledInstance, deadline: Deadline | None = None) -
     """Greedy guided by :func:`type_prices`: the better (checked objective) of a pass that
     keeps every running job and, when time allows, a pass from the LP with running jobs that
     releases the preemptible ones the LP moves or drops (plain greedy when no LP is solved)."""
+    return _lp_greedy_checked(ci, deadline)[0]
+
+
+def _lp_greedy_checked(ci: CompiledInstance, deadline: Deadline | None) -> tuple[Decision, CheckReport | None]:
+    """:func:`lp_greedy_decision` and its check report when the comparison of the passes made one."""
     t0 = time.perf_counter()
     first = _guided(ci, type_prices(ci, deadline), deadline)
     spent = time.perf_counter() - t0
     if any(j.running is not None and j.preemptible for j in ci.jobs) and (
             deadline is None or deadline.remaining() > 2.0 * spent):
         second = _guided(ci, type_prices(ci, deadline, running=True), deadline)
-        if ci.check(second).objective < ci.check(first).objective - 1e-9:
-            return second
-    return first
+        a, b = ci.check(first), ci.check(second)
+        return (second, b) if b.objective < a.objective - 1e-9 else (first, a)
+    return first, None
 
 
 def _guided(ci: CompiledInstance, prices: TypePrices | None, deadline: Deadline | None) -> Decision:
@@ -241,8 +247,8 @@ def warm_start(ci: CompiledInstance, deadline: Deadline | None = None) -> Decisi
     plain = greedy_decision(ci, deadline=deadline)
     if deadline is not None and deadline.expired():
         return plain
-    guided = lp_greedy_decision(ci, deadline)
-    a, b = ci.check(plain), ci.check(guided)
+    guided, report = _lp_greedy_checked(ci, deadline)
+    a, b = ci.check(plain), report or ci.check(guided)
     return guided if b.valid and (not a.valid or b.objective < a.objective - 1e-9) else plain
 
 
