@@ -20,14 +20,14 @@ import numpy.typing as npt
 import pulp
 
 from formulations.model import ExactModel
-from formulations.runner import Backend, BackendResult, Report, run_backend
+from formulations.runner import Backend, BackendResult, BackendRun, Report, run_backend, start_backend
 from solver.compiled import CompiledInstance
 from solver.highs import new_highs
 from solver.methods import MethodOutput
 from solver.result import Decision, Status
 from solver.stop import Deadline
 
-__all__ = ["highs_model", "lower_bound", "solve_cbc", "solve_highs", "solve_highs_rins"]
+__all__ = ["highs_model", "lower_bound", "solve_cbc", "solve_highs", "solve_highs_rins", "start_highs_rins"]
 
 DEFAULT_THREADS = 2
 MIP_REL_GAP = 1e-7
@@ -35,6 +35,9 @@ MIP_REL_GAP = 1e-7
 HIGHS_TIME_SHARE = 0.85
 #: Most of the time the RINS stage gives its LP relaxation (it returns as soon as it is solved).
 RINS_LP_SHARE = 0.5
+#: Started before its hint (:func:`start_highs_rins`), the LP runs while the caller's heuristics make
+#: the hint, so it may take most of the time left.
+RINS_EARLY_LP_SHARE = 0.8
 #: RINS: up to this many tight rounds (every agreeing variable fixed), each with at most this share
 #: of the time left, while they improve; then one round fixing placement variables only, to the end.
 RINS_FIRST_ROUNDS = 4
@@ -107,7 +110,7 @@ def _highs_backend(threads: int) -> Backend:
     return backend
 
 
-def _rins_backend(threads: int) -> Backend:
+class _RinsBackend:
     """LP relaxation, then HiGHS on RINS sub-MIPs (Danna, Rothberg and Le Pape 2005) around the
     incumbent: the variables on which the LP optimum and the incumbent agree are fixed.
 
@@ -118,23 +121,45 @@ def _rins_backend(threads: int) -> Backend:
     (:meth:`ExactModel.placement_columns`), so the packing is re-optimized freely.
     Fixing only restricts the model: every solution is feasible for the full model. The
     bound reported is the full LP relaxation's (a sub-MIP's own bound is not global).
+
+    The LP needs no incumbent: :meth:`prepare` solves it before the hint exists (a late hint,
+    :func:`start_highs_rins`); otherwise the call solves it first.
     """
-    def backend(model: ExactModel, hint_values: npt.NDArray[np.float64], limit_s: float, seed: int,
-                report: Report) -> BackendResult:
-        lm = model.lm
-        end = time.perf_counter() + limit_s
-        lp = highs_model(model, RINS_LP_SHARE * limit_s, seed, threads, relax=True)
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self.t_start = time.perf_counter()
+        self.lp_note = ""
+        self._lp: tuple[highspy.HighsModelStatus, npt.NDArray[np.float64], float] | None = None
+
+    def prepare(self, model: ExactModel, deadline: Deadline, seed: int) -> None:
+        """Solve the LP relaxation with :data:`RINS_EARLY_LP_SHARE` of the time left (in the child)."""
+        self._lp = self._solve_lp(model, RINS_EARLY_LP_SHARE * deadline.remaining(), seed)
+
+    def _solve_lp(self, model: ExactModel, limit_s: float, seed: int
+                  ) -> tuple[highspy.HighsModelStatus, npt.NDArray[np.float64], float]:
+        t0 = time.perf_counter()
+        lp = highs_model(model, limit_s, seed, self.threads, relax=True)
         lp.run()
-        if lp.getModelStatus() == highspy.HighsModelStatus.kInfeasible:
+        self.lp_note = f"LP {time.perf_counter() - t0:.1f} s, done at {time.perf_counter() - self.t_start:.1f} s"
+        return (lp.getModelStatus(), np.asarray(lp.getSolution().col_value, dtype=np.float64),
+                float(lp.getInfo().objective_function_value))
+
+    def __call__(self, model: ExactModel, hint_values: npt.NDArray[np.float64], limit_s: float, seed: int,
+                 report: Report) -> BackendResult:
+        lm = model.lm
+        threads = self.threads
+        end = time.perf_counter() + limit_s
+        t_hint = time.perf_counter() - self.t_start
+        status, x, z = self._lp if self._lp is not None else self._solve_lp(model, RINS_LP_SHARE * limit_s, seed)
+        if status == highspy.HighsModelStatus.kInfeasible:
             return BackendResult(Status.INFEASIBLE, None, None, None, "HiGHS: LP relaxation infeasible")
-        if lp.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        if status != highspy.HighsModelStatus.kOptimal:
             # too big for the time: return now, leaving the rest of the time to the next stage
             return BackendResult(Status.NO_SOLUTION, None, None, None, "HiGHS RINS: LP relaxation not solved in time")
         if lm.violated(hint_values):  # no feasible incumbent to fix around: plain HiGHS on the full model
             return _highs_backend(threads)(model, hint_values, end - time.perf_counter(), seed, report)
-        z = float(lp.getInfo().objective_function_value)
         bound = z - 1e-7 * max(1.0, abs(z))
-        x = np.asarray(lp.getSolution().col_value, dtype=np.float64)
         best, best_obj = hint_values, lm.evaluate(hint_values)
         notes = []
         improved = True
@@ -178,15 +203,27 @@ def _rins_backend(threads: int) -> Backend:
                         t1 = time.perf_counter()
                         report(best, best_obj, bound)
                         report_s = max(report_s, time.perf_counter() - t1)
-        return BackendResult(Status.FEASIBLE, best, best_obj, bound, "HiGHS RINS (" + "; ".join(notes) + ")")
-
-    return backend
+        return BackendResult(Status.FEASIBLE, best, best_obj, bound,
+                             f"HiGHS RINS ({self.lp_note}, hint at {t_hint:.1f} s; " + "; ".join(notes) + ")")
 
 
 def solve_highs_rins(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int, *,
                      skip_families: frozenset[str] = frozenset(), num_workers: int | None = None) -> MethodOutput:
     """HiGHS on the RINS sub-MIP around the warm start (an ``auto`` stage); bound = LP relaxation."""
-    return run_backend(ci, deadline, hint, seed, _rins_backend(num_workers or DEFAULT_THREADS), skip_families)
+    return run_backend(ci, deadline, hint, seed, _RinsBackend(num_workers or DEFAULT_THREADS), skip_families)
+
+
+def start_highs_rins(ci: CompiledInstance, deadline: Deadline, seed: int, *,
+                     num_workers: int | None = None) -> BackendRun:
+    """Start the RINS stage before its hint exists (``auto`` on large instances).
+
+    The child builds the model and solves the LP relaxation while the caller runs the
+    heuristics; :meth:`~formulations.runner.BackendRun.send_hint` then gives it the warm start
+    and :meth:`~formulations.runner.BackendRun.result` waits for the answer.
+    """
+    rins = _RinsBackend(num_workers or DEFAULT_THREADS)
+    return start_backend(ci, deadline, seed, rins, late_hint=True,
+                         prepare=lambda model, dl: rins.prepare(model, dl, seed))
 
 
 def solve_highs(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int, *,

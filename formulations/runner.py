@@ -13,6 +13,12 @@ decision worse than its warm start: CP-SAT's presolve can make a complete hint i
 (symmetry breaking), after which its own solutions on large instances were measured worse than
 the hint it was given (large s4: 1696.9 against the warm start's 1685.0).
 
+:func:`start_backend` splits this in two for a caller that has no warm start yet: the child
+builds the model and runs the backend's hint-free ``prepare`` step (the RINS stage solves its
+LP relaxation there) while the caller computes the hint, which :meth:`BackendRun.send_hint`
+then passes on; :meth:`BackendRun.result` waits for the answer as :func:`run_backend` does. A
+hint that never comes ends the child at the deadline (``no_solution``).
+
 The child first gives itself its own HiGHS task scheduler, and again after the warm start
 (:func:`solver.heuristics.pricing.warm_start` solves an LP with HiGHS). HiGHS keeps one per process,
 started with the first MIP's thread count; a forked child inherits the parent's (e.g. from
@@ -27,6 +33,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -47,7 +54,7 @@ from solver.methods import MethodOutput
 from solver.result import Decision, Status
 from solver.stop import Deadline
 
-__all__ = ["Backend", "BackendResult", "run_backend"]
+__all__ = ["Backend", "BackendResult", "BackendRun", "Prepare", "run_backend", "start_backend"]
 
 #: Seconds after the deadline before the child is killed (the contract allows 1 s in total).
 GRACE_S = 0.1
@@ -70,6 +77,8 @@ class BackendResult:
 Report = Callable[[npt.NDArray[np.float64], float, float | None], None]
 #: ``backend(model, hint_values, time_limit_s, seed, report) -> BackendResult``.
 Backend = Callable[[ExactModel, npt.NDArray[np.float64], float, int, Report], BackendResult]
+#: ``prepare(model, deadline)``: a backend's work that needs no hint (:func:`start_backend`).
+Prepare = Callable[[ExactModel, Deadline], None]
 
 
 def run_backend(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int, backend: Backend,
@@ -84,63 +93,128 @@ def run_backend(ci: CompiledInstance, deadline: Deadline, hint: Decision | None,
         final decision with a higher objective (the final bound is kept). Never raises for
         infeasibility or time-outs.
     """
+    return start_backend(ci, deadline, seed, backend, hint=hint, skip_families=skip_families,
+                         grace_s=grace_s).result()
+
+
+def start_backend(ci: CompiledInstance, deadline: Deadline, seed: int, backend: Backend, *,
+                  hint: Decision | None = None, late_hint: bool = False, prepare: Prepare | None = None,
+                  skip_families: frozenset[str] = frozenset(), grace_s: float = GRACE_S) -> BackendRun:
+    """Start ``backend`` in a child process and return at once (:meth:`BackendRun.result` waits).
+
+    Parameters
+    ----------
+    hint
+        The warm start (None: the child computes :func:`~solver.heuristics.pricing.warm_start`).
+    late_hint
+        The hint is not known yet: the child builds the model, runs ``prepare`` and then waits
+        for :meth:`BackendRun.send_hint` (``hint`` is ignored). This lets a backend do its
+        hint-free work (build the model, solve the LP relaxation) on the second core while the
+        caller runs the heuristics that make the hint.
+    prepare
+        ``prepare(model, deadline)``, run in the child after the model is built and before
+        the hint is read; what it computes stays in the child for the backend.
+    """
     ctx = multiprocessing.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(ci, deadline, hint, seed, backend, skip_families, send), daemon=True)
+    hint_recv, hint_send = ctx.Pipe(duplex=False) if late_hint else (None, None)
+    proc = ctx.Process(target=_child, args=(ci, deadline, None if late_hint else hint, hint_recv, seed, backend,
+                                            prepare, skip_families, send), daemon=True)
     proc.start()
     send.close()
-    end = deadline.start + deadline.limit_s + grace_s
-    best: tuple[Any, ...] | None = None  # ("solution", decision, objective, bound) with the lowest objective
-    streamed_bound: float | None = None  # the highest bound streamed with any incumbent
-    final: tuple[Any, ...] | None = None
-    while final is None:
-        left = end - time.perf_counter()
-        if left <= 0:
-            break
-        if recv.poll(min(left, 0.05)):
-            try:
-                msg = recv.recv()
-            except EOFError:
+    if hint_recv is not None:
+        hint_recv.close()
+    return BackendRun(proc, recv, hint_send, deadline.start + deadline.limit_s + grace_s)
+
+
+class BackendRun:
+    """A backend running in its child process (:func:`start_backend`)."""
+
+    def __init__(self, proc: Any, recv: Connection, hint_send: Connection | None, end: float) -> None:
+        self._proc, self._recv, self._hint_send, self._end = proc, recv, hint_send, end
+        self._sender: threading.Thread | None = None
+
+    def send_hint(self, hint: Decision | None) -> None:
+        """Send the late hint (None: the child computes the warm start itself). Returns at once: a
+        thread writes it, since the child reads it only after its ``prepare`` step and a large
+        decision does not fit in the pipe's buffer."""
+        conn = self._hint_send
+        if conn is None or self._sender is not None:
+            raise RuntimeError("this run takes no (more) hint")
+
+        def write() -> None:
+            with contextlib.suppress(OSError):  # the child has ended or been killed
+                conn.send(hint)
+
+        self._sender = threading.Thread(target=write, daemon=True)
+        self._sender.start()
+
+    def cancel(self) -> None:
+        """Kill the child (and any solver process it started) without waiting for a result."""
+        self._kill()
+        self._recv.close()
+
+    def result(self) -> MethodOutput:
+        """Wait for the child's final answer, at most until the deadline plus the grace time
+        (see :func:`run_backend` for what is returned)."""
+        proc, recv = self._proc, self._recv
+        best: tuple[Any, ...] | None = None  # ("solution", decision, objective, bound) with the lowest objective
+        streamed_bound: float | None = None  # the highest bound streamed with any incumbent
+        final: tuple[Any, ...] | None = None
+        while final is None:
+            left = self._end - time.perf_counter()
+            if left <= 0:
                 break
-            if msg[0] == "final":
-                final = msg
-            else:
-                if msg[3] is not None:
-                    streamed_bound = msg[3] if streamed_bound is None else max(streamed_bound, msg[3])
-                if best is None or msg[2] < best[2]:
-                    best = msg
-        elif not proc.is_alive() and not recv.poll(0):
-            break
-    killed = proc.is_alive() and final is None
-    if proc.is_alive() and proc.pid is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    proc.join(0.2)  # a killed child is reaped later by multiprocessing if it is slow to go
-    recv.close()
-    if final is not None:
-        _, status, decision, objective, bound, message = final
-        if status not in (Status.INFEASIBLE, Status.ERROR):
-            if streamed_bound is not None:
-                bound = streamed_bound if bound is None else max(bound, streamed_bound)  # all are global bounds
-            if best is not None and (decision is None or objective is None
-                                     or best[2] < objective - 1e-9 * max(1.0, abs(objective))):
-                note = "no final solution" if decision is None else f"final objective {objective:.6g}"
-                decision, objective = best[1], best[2]
-                status = Status.FEASIBLE
-                message = (message + "; " if message else "") + f"{note}: best incumbent returned"
-        return MethodOutput(decision, status, bound, message, objective)
-    note = "killed at the deadline" if killed else "backend process ended without a result"
-    if best is not None:
-        return MethodOutput(best[1], Status.FEASIBLE, streamed_bound, f"{note}; best incumbent returned", best[2])
-    return MethodOutput(None, Status.NO_SOLUTION, None, note)
+            if recv.poll(min(left, 0.05)):
+                try:
+                    msg = recv.recv()
+                except EOFError:
+                    break
+                if msg[0] == "final":
+                    final = msg
+                else:
+                    if msg[3] is not None:
+                        streamed_bound = msg[3] if streamed_bound is None else max(streamed_bound, msg[3])
+                    if best is None or msg[2] < best[2]:
+                        best = msg
+            elif not proc.is_alive() and not recv.poll(0):
+                break
+        killed = proc.is_alive() and final is None
+        self._kill()
+        recv.close()
+        if final is not None:
+            _, status, decision, objective, bound, message = final
+            if status not in (Status.INFEASIBLE, Status.ERROR):
+                if streamed_bound is not None:
+                    bound = streamed_bound if bound is None else max(bound, streamed_bound)  # all are global bounds
+                if best is not None and (decision is None or objective is None
+                                         or best[2] < objective - 1e-9 * max(1.0, abs(objective))):
+                    note = "no final solution" if decision is None else f"final objective {objective:.6g}"
+                    decision, objective = best[1], best[2]
+                    status = Status.FEASIBLE
+                    message = (message + "; " if message else "") + f"{note}: best incumbent returned"
+            return MethodOutput(decision, status, bound, message, objective)
+        note = "killed at the deadline" if killed else "backend process ended without a result"
+        if best is not None:
+            return MethodOutput(best[1], Status.FEASIBLE, streamed_bound, f"{note}; best incumbent returned", best[2])
+        return MethodOutput(None, Status.NO_SOLUTION, None, note)
+
+    def _kill(self) -> None:
+        proc = self._proc
+        if proc.is_alive() and proc.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        proc.join(0.2)  # a killed child is reaped later by multiprocessing if it is slow to go
+        if self._hint_send is not None:
+            self._hint_send.close()
 
 
-def _child(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int, backend: Backend,
-           skip_families: frozenset[str], send: Connection) -> None:
+def _child(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, hint_recv: Connection | None, seed: int,
+           backend: Backend, prepare: Prepare | None, skip_families: frozenset[str], send: Connection) -> None:
     os.setsid()
     highspy.Highs.resetGlobalScheduler(False)  # see the module docstring
     try:
-        send.send(("final", *_solve(ci, deadline, hint, seed, backend, skip_families, send)))
+        send.send(("final", *_solve(ci, deadline, hint, hint_recv, seed, backend, prepare, skip_families, send)))
     except BaseException as exc:  # report, never hang the parent
         where = traceback.extract_tb(exc.__traceback__)[-1]
         send.send(("final", Status.ERROR, None, None, None,
@@ -150,8 +224,9 @@ def _child(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed
         os._exit(0)
 
 
-def _solve(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int, backend: Backend,
-           skip_families: frozenset[str], send: Connection) -> tuple[Any, ...]:
+def _solve(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, hint_recv: Connection | None, seed: int,
+           backend: Backend, prepare: Prepare | None, skip_families: frozenset[str],
+           send: Connection) -> tuple[Any, ...]:
     try:
         model = ExactModel(ci, deadline, skip_families)
     except BuildTimeout as exc:
@@ -163,6 +238,12 @@ def _solve(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed
     if model.lm.num_vars == 0:  # nothing to decide: every job unplaced, every node as it must be
         z = model.lm.constant
         return Status.OPTIMAL, model.decode(np.zeros(0)), z, z, "empty model"
+    if prepare is not None:
+        prepare(model, deadline)
+    if hint_recv is not None:  # a late hint (start_backend): wait for the caller's warm start
+        if not hint_recv.poll(max(0.0, deadline.remaining())):
+            return Status.NO_SOLUTION, None, None, None, "time limit reached before the hint was sent"
+        hint = hint_recv.recv()
     start = hint if hint is not None else warm_start(ci, deadline)
     highspy.Highs.resetGlobalScheduler(False)  # the warm start's LP may have started one (module docstring)
     hint_values = model.values_of(start)

@@ -19,7 +19,10 @@ Policy (the table :data:`PLANS` by instance size, each stage a share of the time
    the time (10 s, medium seeds 0-4 x solver seeds 0-3: HiGHS proved 20 of 20 runs, in 1.8-6.6 s,
    CP-SAT 16 of 20; given 60 s CP-SAT proves all five in 1.6-11.5 s); on large
    ones RINS with all the time (LP, a few tight fixing rounds, then a placement-fixing
-   round), then CP-SAT large-neighbourhood search when at least 2 s remain. Each stage is
+   round), then CP-SAT large-neighbourhood search when at least 2 s remain. With two usable
+   cores the RINS stage starts before the heuristics (:data:`EARLY_STAGES`): its child builds
+   the model and solves the LP relaxation on the second core while greedy and ``lp-greedy``
+   run, then takes their best decision as its hint. Each stage is
    warm-started from the best decision so far, and once the best decision is proven
    optimal the later stages are skipped.
 
@@ -37,11 +40,13 @@ the time limit.
 from __future__ import annotations
 
 import importlib
+import os
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Protocol
 
 from solver.compiled import CompiledInstance
 from solver.heuristics.greedy import greedy_decision
@@ -70,6 +75,18 @@ EXTRA_HEURISTICS = ("fgd", "energy-greedy", "edf", "sjf")
 STAGE_VARIANTS: dict[str, str] = {"lns": "solver.lns:lns_improve", "pop": "solver.decompose:pop_improve",
                                    "rins": "formulations.milp:solve_highs_rins"}
 EXACT_BACKENDS = ("cpsat", "milp-highs", "milp-cbc")
+#: Stage variants ``auto`` starts before the heuristics when it has two cores: the stage's child
+#: builds the model and solves the LP relaxation on the second core while greedy and ``lp-greedy``
+#: make its hint (``start(ci, deadline, seed) -> run`` with ``send_hint``, ``result`` and ``cancel``).
+EARLY_STAGES: dict[str, str] = {"rins": "formulations.milp:start_highs_rins"}
+
+
+class _EarlyRun(Protocol):
+    def send_hint(self, hint: Decision | None) -> None: ...
+
+    def result(self) -> MethodOutput: ...
+
+    def cancel(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -178,55 +195,93 @@ def auto_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None,
     def left() -> float:
         return deadline.remaining() - reserve_s
 
-    # room for checking: the topology index (built once), our check of greedy and of the hint; solve()'s
-    # final check of the best decision reuses the report of its attempt (CompiledInstance.check)
-    checks = (1 if "topology" in vars(ci) else 2) + (hint is not None)
-    reserve_s += CHECK_S_PER_ITEM * (len(ci.gpu_ids) + len(ci.jobs)) * checks
-    t0 = time.perf_counter()
-    greedy_deadline = Deadline(max(0.0, left()))
-    record(*run_attempt("greedy", lambda: MethodOutput(greedy_decision(ci, deadline=greedy_deadline),
-                                                       Status.FEASIBLE), ci))
-    if greedy_deadline.expired():
-        attempts[-1] = replace(attempts[-1], message="time limit reached during the pass: later jobs left unplaced")
-    greedy_s = time.perf_counter() - t0
-    reserve_s = RESERVE_FRACTION * deadline.limit_s + CHECK_S_PER_ITEM * (len(ci.gpu_ids) + len(ci.jobs))
-    if hint is not None:
-        record(*run_attempt("hint", lambda: MethodOutput(hint, Status.FEASIBLE), ci))
     plan = size_class(ci)
-    if available(GUIDED_HEURISTIC) and left() > GUIDED_BUDGET_FACTOR * greedy_s:
-        guided_deadline = Deadline(max(0.0, left()))
-        record(*run_attempt(GUIDED_HEURISTIC, partial(get_method(GUIDED_HEURISTIC), ci, guided_deadline, None, seed),
-                            ci))
-    for name in EXTRA_HEURISTICS if plan.extra_heuristics else ():
-        if available(name) and left() > HEURISTIC_BUDGET_FACTOR * greedy_s:
-            fn = get_method(name)
-            record(*run_attempt(name, partial(fn, ci, deadline, None, seed), ci))
-    if plan.bound_share > 0 and left() > 0.2 and global_lower_bound() is not None:
-        sub = Deadline(max(0.0, left()) * plan.bound_share)
-        record(*_bound_attempt(ci, sub))
-    for stage in plan.stages:
-        if best is not None and bounds and _proven(best.objective, max(bounds)):
-            break  # proven optimal: the later stages cannot improve it
-        chosen = next((m for m in stage.methods if _available(m)), None)
-        if chosen is None:
-            attempts.append(Attempt("/".join(stage.methods), Status.ERROR, None, None, 0.0,
-                                    "not available in this build"))
-            continue
-        budget = left() * stage.share - STAGE_OVERRUN_S
-        if budget < stage.min_s:
-            attempts.append(Attempt(chosen, Status.NO_SOLUTION, None, None, 0.0,
-                                    f"skipped: {max(budget, 0.0):.1f} s left, needs {stage.min_s:g} s"))
-            continue
-        fn = _stage_function(chosen)
-        start_hint = best.decision if best is not None else hint
-        record(*run_attempt(chosen, partial(fn, ci, Deadline(budget), start_hint, seed), ci))
-    bound = max(bounds) if bounds else None
-    if best is None:
-        return MethodOutput(None, Status.NO_SOLUTION, bound, "no method produced a checked decision",
-                            attempts=tuple(attempts))
-    winner = min((a for a in attempts if a.objective is not None), key=lambda a: a.objective or 0.0)
-    return MethodOutput(best.decision, Status.FEASIBLE, bound, f"best of {len(attempts)} attempts: {winner.method}",
-                        objective=best.objective, attempts=tuple(attempts))
+    early = _start_early(plan, ci, deadline, seed,
+                         RESERVE_FRACTION * deadline.limit_s + CHECK_S_PER_ITEM * (len(ci.gpu_ids) + len(ci.jobs)))
+    try:
+        # room for checking: the topology index (built once), our check of greedy and of the hint; solve()'s
+        # final check of the best decision reuses the report of its attempt (CompiledInstance.check)
+        checks = (1 if "topology" in vars(ci) else 2) + (hint is not None)
+        reserve_s += CHECK_S_PER_ITEM * (len(ci.gpu_ids) + len(ci.jobs)) * checks
+        t0 = time.perf_counter()
+        greedy_deadline = Deadline(max(0.0, left()))
+        record(*run_attempt("greedy", lambda: MethodOutput(greedy_decision(ci, deadline=greedy_deadline),
+                                                           Status.FEASIBLE), ci))
+        if greedy_deadline.expired():
+            attempts[-1] = replace(attempts[-1], message="time limit reached during the pass: later jobs left unplaced")
+        greedy_s = time.perf_counter() - t0
+        reserve_s = RESERVE_FRACTION * deadline.limit_s + CHECK_S_PER_ITEM * (len(ci.gpu_ids) + len(ci.jobs))
+        if hint is not None:
+            record(*run_attempt("hint", lambda: MethodOutput(hint, Status.FEASIBLE), ci))
+        if available(GUIDED_HEURISTIC) and left() > GUIDED_BUDGET_FACTOR * greedy_s:
+            guided_deadline = Deadline(max(0.0, left()))
+            guided = partial(get_method(GUIDED_HEURISTIC), ci, guided_deadline, None, seed)
+            record(*run_attempt(GUIDED_HEURISTIC, guided, ci))
+        for name in EXTRA_HEURISTICS if plan.extra_heuristics else ():
+            if available(name) and left() > HEURISTIC_BUDGET_FACTOR * greedy_s:
+                fn = get_method(name)
+                record(*run_attempt(name, partial(fn, ci, deadline, None, seed), ci))
+        if plan.bound_share > 0 and left() > 0.2 and global_lower_bound() is not None:
+            sub = Deadline(max(0.0, left()) * plan.bound_share)
+            record(*_bound_attempt(ci, sub))
+        for i, stage in enumerate(plan.stages):
+            if best is not None and bounds and _proven(best.objective, max(bounds)):
+                break  # proven optimal: the later stages cannot improve it
+            if i == 0 and early is not None:
+                name, run = early
+                run.send_hint(best.decision if best is not None else hint)
+                record(*run_attempt(name, run.result, ci))
+                continue
+            chosen = next((m for m in stage.methods if _available(m)), None)
+            if chosen is None:
+                attempts.append(Attempt("/".join(stage.methods), Status.ERROR, None, None, 0.0,
+                                        "not available in this build"))
+                continue
+            budget = left() * stage.share - STAGE_OVERRUN_S
+            if budget < stage.min_s:
+                attempts.append(Attempt(chosen, Status.NO_SOLUTION, None, None, 0.0,
+                                        f"skipped: {max(budget, 0.0):.1f} s left, needs {stage.min_s:g} s"))
+                continue
+            fn = _stage_function(chosen)
+            start_hint = best.decision if best is not None else hint
+            record(*run_attempt(chosen, partial(fn, ci, Deadline(budget), start_hint, seed), ci))
+        bound = max(bounds) if bounds else None
+        if best is None:
+            return MethodOutput(None, Status.NO_SOLUTION, bound, "no method produced a checked decision",
+                                attempts=tuple(attempts))
+        winner = min((a for a in attempts if a.objective is not None), key=lambda a: a.objective or 0.0)
+        return MethodOutput(best.decision, Status.FEASIBLE, bound, f"best of {len(attempts)} attempts: {winner.method}",
+                            objective=best.objective, attempts=tuple(attempts))
+    finally:
+        if early is not None:
+            early[1].cancel()  # a no-op once its result was read; kills it if a stage before proved the optimum
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _start_early(plan: Plan, ci: CompiledInstance, deadline: Deadline, seed: int,
+                 reserve_s: float) -> tuple[str, _EarlyRun] | None:
+    """Start the plan's first stage now when it is an :data:`EARLY_STAGES` variant and two cores are
+    usable; its deadline is the one it would get as the first stage (its share of the time left
+    minus the reserve), so the heuristics overlap with its hint-free work."""
+    if not plan.stages or _cores() < 2:
+        return None
+    stage = plan.stages[0]
+    chosen = next((m for m in stage.methods if _available(m)), None)
+    if chosen is None or chosen not in EARLY_STAGES or chosen not in STAGE_VARIANTS:
+        return None
+    budget = (deadline.remaining() - reserve_s) * stage.share - STAGE_OVERRUN_S
+    if budget < stage.min_s:
+        return None
+    module, func = EARLY_STAGES[chosen].split(":")
+    try:
+        start = getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError):
+        return None
+    run: _EarlyRun = start(ci, Deadline(budget), seed)
+    return chosen, run
 
 
 def _proven(objective: float, bound: float) -> bool:

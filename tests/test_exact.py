@@ -642,3 +642,56 @@ def test_backend_never_returns_worse_than_its_warm_start() -> None:
     out = run_backend(ci, Deadline(1.0), hint, 0, stream_worse_then_hang)
     assert out.status is Status.FEASIBLE and out.bound == 2.0
     assert out.objective == pytest.approx(hint_z) and out.message == "killed at the deadline; best incumbent returned"
+
+
+def test_a_late_hint_gives_the_answer_of_an_early_one() -> None:
+    """RINS started before its hint exists (the LP solved first, the hint sent later, as ``auto``
+    does on large instances) ends where RINS given the hint up front ends: same decision, same
+    bound (1 thread, fixed seed)."""
+    from formulations.milp import solve_highs_rins, start_highs_rins
+    from solver.heuristics.greedy import greedy_decision
+
+    ci = CompiledInstance(solver.generate("small", 3))
+    hint = greedy_decision(ci)
+    early = solve_highs_rins(ci, Deadline(30.0), hint, 0, num_workers=1)
+    run = start_highs_rins(ci, Deadline(30.0), 0, num_workers=1)
+    time.sleep(0.5)  # the child builds the model and solves the LP meanwhile
+    run.send_hint(hint)
+    late = run.result()
+    assert early.status is late.status is Status.FEASIBLE
+    assert late.objective == pytest.approx(early.objective, abs=1e-9)
+    assert late.bound == pytest.approx(early.bound, abs=1e-9)
+    assert late.decision == early.decision
+    assert late.objective < ci.check(hint).objective - 1.0  # RINS improved the hint
+
+
+def test_a_backend_starts_before_its_hint_and_waits_for_it_until_the_deadline() -> None:
+    """``start_backend(late_hint=True)`` runs ``prepare`` before the hint arrives; a hint that
+    never comes ends the run at the deadline with status ``no_solution``, not a hang."""
+    from formulations.runner import BackendResult, Report, start_backend
+
+    ci = CompiledInstance(solver.generate("small", 0))
+    prepared: list[float] = []
+
+    def prepare(model: ExactModel, deadline: Deadline) -> None:
+        prepared.append(time.perf_counter())  # in the child: the backend below sees it
+
+    def backend(model: ExactModel, hint_values: np.ndarray, limit_s: float, seed: int,
+                report: Report) -> BackendResult:
+        return BackendResult(Status.FEASIBLE, hint_values, model.lm.evaluate(hint_values), None,
+                             f"prepared at {prepared[0]:.6f}")
+
+    run = start_backend(ci, Deadline(20.0), 0, backend, late_hint=True, prepare=prepare)
+    time.sleep(1.0)
+    sent_at = time.perf_counter()
+    run.send_hint(None)  # None: the child makes the warm start itself
+    out = run.result()
+    assert out.status is Status.FEASIBLE and out.decision is not None
+    assert float(out.message.split()[2].rstrip(";")) < sent_at  # prepared before the hint was sent
+    assert out.objective == pytest.approx(ci.check(out.decision).objective)
+
+    t0 = time.perf_counter()
+    out = start_backend(ci, Deadline(1.0), 0, backend, late_hint=True, prepare=prepare).result()
+    assert time.perf_counter() - t0 < 1.5
+    assert out.status is Status.NO_SOLUTION and out.decision is None
+    assert out.message == "time limit reached before the hint was sent"

@@ -209,3 +209,44 @@ def test_auto_stops_once_proven_optimal(monkeypatch: pytest.MonkeyPatch) -> None
     assert r.status == Status.OPTIMAL
     assert r.objective == pytest.approx(183.06080, abs=1e-4)
     assert [a.method for a in r.attempts] == ["greedy", "lp-greedy", "milp-highs"]
+
+
+# ------------------------------------------------------------------ the RINS stage started early
+EARLY_STARTS: list[float] = []
+
+
+def spy_start_rins(ci: CompiledInstance, deadline: Deadline, seed: int) -> object:
+    from formulations.milp import start_highs_rins
+
+    EARLY_STARTS.append(time.perf_counter())
+    return start_highs_rins(ci, deadline, seed)
+
+
+@pytest.mark.parametrize("cores", [2, 1])
+def test_auto_starts_the_rins_stage_before_the_heuristics(monkeypatch: pytest.MonkeyPatch, cores: int) -> None:
+    """On the large plan with two cores, ``auto`` starts RINS first: its child builds the model and
+    solves the LP relaxation while greedy and ``lp-greedy`` make its hint. With one core it runs
+    after them, as a stage. Either way its bound is the LP relaxation's and its decision is
+    checked like any other."""
+    from formulations import lower_bound
+    from solver import portfolio
+
+    monkeypatch.setattr(portfolio, "PLANS", (portfolio.PLANS[-1],))  # small s3 on the large plan
+    monkeypatch.setitem(portfolio.EARLY_STAGES, "rins", f"{__name__}:spy_start_rins")
+    monkeypatch.setattr(portfolio, "_cores", lambda: cores)
+    EARLY_STARTS.clear()
+    inst = solver.generate("small", 3)
+    ci = CompiledInstance(inst)
+    t0 = time.perf_counter()
+    r = solver.solve(inst, "auto", time_limit_s=5, compiled=ci)
+    names = [a.method for a in r.attempts]
+    assert names[:3] == ["greedy", "lp-greedy", "rins"]
+    assert len(EARLY_STARTS) == (1 if cores == 2 else 0)
+    if cores == 2:
+        greedy_s = r.attempts[0].runtime_s
+        assert EARLY_STARTS[0] - t0 < greedy_s  # started before greedy ended
+    rins = r.attempts[2]
+    assert rins.status is Status.FEASIBLE and rins.objective is not None
+    assert rins.bound == pytest.approx(lower_bound(ci, Deadline(10.0)), rel=1e-6)
+    assert r.objective is not None and r.objective <= min(a.objective for a in r.attempts[:2] if a.objective)
+    assert r.decision is not None and check(inst, r.decision).valid
