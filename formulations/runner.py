@@ -143,7 +143,7 @@ class BackendRun:
             raise RuntimeError("this run takes no (more) hint")
 
         def write() -> None:
-            with contextlib.suppress(OSError):  # the child has ended or been killed
+            with contextlib.suppress(OSError):  # the child has ended or been killed (EPIPE)
                 conn.send(hint)
 
         self._sender = threading.Thread(target=write, daemon=True)
@@ -205,8 +205,10 @@ class BackendRun:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
         proc.join(0.2)  # a killed child is reaped later by multiprocessing if it is slow to go
-        if self._hint_send is not None:
-            self._hint_send.close()
+        if self._sender is not None:  # a hint too large for the pipe, never read: EPIPE once the child is gone
+            self._sender.join(1.0)
+        if self._hint_send is not None and (self._sender is None or not self._sender.is_alive()):
+            self._hint_send.close()  # never under a writing thread (it would write to a closed handle)
 
 
 def _child(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, hint_recv: Connection | None, seed: int,

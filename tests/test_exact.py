@@ -695,3 +695,34 @@ def test_a_backend_starts_before_its_hint_and_waits_for_it_until_the_deadline() 
     assert time.perf_counter() - t0 < 1.5
     assert out.status is Status.NO_SOLUTION and out.decision is None
     assert out.message == "time limit reached before the hint was sent"
+
+
+def test_a_large_late_hint_the_child_never_reads_leaves_no_writer_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hint larger than the pipe's buffer, sent while the child is still in ``prepare``, blocks
+    its writer thread; the run still ends at the deadline and the writer ends without an
+    exception. (A CI run once closed the pipe under the still-writing thread, a race this test
+    does not reproduce every time: ``BackendRun`` now waits for the writer before closing.)"""
+    import threading
+
+    from formulations.runner import BackendResult, Report, start_backend
+    from solver.result import Decision, Placement
+
+    errors: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
+    ci = CompiledInstance(solver.generate("small", 0))
+
+    def prepare(model: ExactModel, deadline: Deadline) -> None:
+        time.sleep(30)  # killed first
+
+    def backend(model: ExactModel, hint_values: np.ndarray, limit_s: float, seed: int,
+                report: Report) -> BackendResult:
+        raise AssertionError("never reached")
+
+    run = start_backend(ci, Deadline(1.0), 0, backend, late_hint=True, prepare=prepare)
+    big = Decision(tuple(Placement(f"job-{i}", (f"gpu-{i}",), 300.0) for i in range(20_000)))  # ~1 MB pickled
+    run.send_hint(big)
+    t0 = time.perf_counter()
+    out = run.result()
+    assert time.perf_counter() - t0 < 2.5
+    assert out.status is Status.NO_SOLUTION and out.message == "killed at the deadline"
+    assert errors == []
