@@ -196,8 +196,9 @@ def auto_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None,
         return deadline.remaining() - reserve_s
 
     plan = size_class(ci)
-    early = _start_early(plan, ci, deadline, seed,
-                         RESERVE_FRACTION * deadline.limit_s + CHECK_S_PER_ITEM * (len(ci.gpu_ids) + len(ci.jobs)))
+    # after greedy: room for solve()'s final check only (it reuses the report of the best attempt)
+    stage_reserve_s = RESERVE_FRACTION * deadline.limit_s + CHECK_S_PER_ITEM * (len(ci.gpu_ids) + len(ci.jobs))
+    early = _start_early(plan, ci, deadline, seed, stage_reserve_s)
     try:
         # room for checking: the topology index (built once), our check of greedy and of the hint; solve()'s
         # final check of the best decision reuses the report of its attempt (CompiledInstance.check)
@@ -210,7 +211,7 @@ def auto_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None,
         if greedy_deadline.expired():
             attempts[-1] = replace(attempts[-1], message="time limit reached during the pass: later jobs left unplaced")
         greedy_s = time.perf_counter() - t0
-        reserve_s = RESERVE_FRACTION * deadline.limit_s + CHECK_S_PER_ITEM * (len(ci.gpu_ids) + len(ci.jobs))
+        reserve_s = stage_reserve_s
         if hint is not None:
             record(*run_attempt("hint", lambda: MethodOutput(hint, Status.FEASIBLE), ci))
         if available(GUIDED_HEURISTIC) and left() > GUIDED_BUDGET_FACTOR * greedy_s:
