@@ -2,8 +2,10 @@ r"""Run a backend under a hard wall-clock deadline, in a child process.
 
 Solvers do not always honour their own time limits (HiGHS has been measured running 42 s
 past a 10 s limit), and building a large model takes time too. :func:`run_backend`
-therefore forks a child in its own session that builds the model, warm-starts and runs
-the backend, decodes the assignment and sends it back through a pipe; incumbents are
+therefore forks a child in its own session that builds the model, takes the warm start
+(the caller's hint, or :func:`~solver.heuristics.pricing.warm_start`, which the parent
+makes meanwhile) and runs the backend, decodes the assignment and sends it back through a
+pipe; incumbents are
 streamed as they are found. The parent kills the child's whole process group (the child
 and any solver binary it started) once the deadline plus ``grace_s`` passes, and keeps
 the best decision it received. The warm start, when it satisfies every row, is sent first,
@@ -17,10 +19,13 @@ the hint it was given (large s4: 1696.9 against the warm start's 1685.0).
 builds the model and runs the backend's hint-free ``prepare`` step (the RINS stage solves its
 LP relaxation there) while the caller computes the hint, which :meth:`BackendRun.send_hint`
 then passes on; :meth:`BackendRun.result` waits for the answer as :func:`run_backend` does. A
-hint that never comes ends the child at the deadline (``no_solution``).
+hint that never comes ends the child at the deadline (``no_solution``). The message of every
+result says when the backend started ("solver started at 0.15 s": model, warm start and hint
+done, in seconds since the deadline started).
 
 The child first gives itself its own HiGHS task scheduler, and again after the warm start
-(:func:`solver.heuristics.pricing.warm_start` solves an LP with HiGHS). HiGHS keeps one per process,
+(:func:`solver.heuristics.pricing.warm_start` solves an LP with HiGHS; the child makes it
+when the parent sends none). HiGHS keeps one per process,
 started with the first MIP's thread count; a forked child inherits the parent's (e.g. from
 a host application's own highspy use) but not its worker threads. Measured without the
 reset: the child's HiGHS refused a run with another thread count (model status "Not Set")
@@ -85,6 +90,9 @@ def run_backend(ci: CompiledInstance, deadline: Deadline, hint: Decision | None,
                 skip_families: frozenset[str] = frozenset(), grace_s: float = GRACE_S) -> MethodOutput:
     """Build the exact model and run ``backend`` on it within ``deadline`` (hard).
 
+    Without a ``hint`` the warm start (:func:`~solver.heuristics.pricing.warm_start`) is made
+    in this process while the child builds the model, and then sent to it.
+
     Returns
     -------
     MethodOutput
@@ -93,8 +101,17 @@ def run_backend(ci: CompiledInstance, deadline: Deadline, hint: Decision | None,
         final decision with a higher objective (the final bound is kept). Never raises for
         infeasibility or time-outs.
     """
-    return start_backend(ci, deadline, seed, backend, hint=hint, skip_families=skip_families,
-                         grace_s=grace_s).result()
+    if hint is not None:
+        return start_backend(ci, deadline, seed, backend, hint=hint, skip_families=skip_families,
+                             grace_s=grace_s).result()
+    # no hint: the child builds the model while this process makes the warm start (two cores)
+    run = start_backend(ci, deadline, seed, backend, late_hint=True, skip_families=skip_families, grace_s=grace_s)
+    try:
+        start: Decision | None = warm_start(ci, deadline)
+    except Exception:  # the child then makes it itself and reports what fails
+        start = None
+    run.send_hint(start)
+    return run.result()
 
 
 def start_backend(ci: CompiledInstance, deadline: Deadline, seed: int, backend: Backend, *,
@@ -258,7 +275,8 @@ def _solve(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, hint
     limit = deadline.remaining() - min(DECODE_RESERVE_S, 0.2 * deadline.limit_s)
     if limit <= 0:
         return Status.NO_SOLUTION, None, None, None, "time limit reached after building the model"
+    started_s = time.perf_counter() - deadline.start  # model, warm start and (late) hint done
     res = backend(model, hint_values, limit, seed, report)
     decision = model.decode(res.values) if res.values is not None else None
-    size = f"{model.lm.num_vars} variables, {len(model.lm.rows)} rows"
+    size = f"{model.lm.num_vars} variables, {len(model.lm.rows)} rows, solver started at {started_s:.2f} s"
     return res.status, decision, res.objective, res.bound, (res.message + "; " if res.message else "") + size
