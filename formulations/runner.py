@@ -19,9 +19,9 @@ the hint it was given (large s4: 1696.9 against the warm start's 1685.0).
 builds the model and runs the backend's hint-free ``prepare`` step (the RINS stage solves its
 LP relaxation there) while the caller computes the hint, which :meth:`BackendRun.send_hint`
 then passes on; :meth:`BackendRun.result` waits for the answer as :func:`run_backend` does. A
-hint that never comes ends the child at the deadline (``no_solution``). The message of every
-result says when the backend started ("solver started at 0.15 s": model, warm start and hint
-done, in seconds since the deadline started).
+hint that never comes ends the child at the deadline (``no_solution``). The message of a
+result the child returns says when the backend started ("solver started at 0.15 s": model,
+warm start and hint done, in seconds since the deadline started).
 
 The child first gives itself its own HiGHS task scheduler, and again after the warm start
 (:func:`solver.heuristics.pricing.warm_start` solves an LP with HiGHS; the child makes it
