@@ -43,7 +43,7 @@ DEFAULT_WORKERS = 2
 #: LP search branching on pseudo-costs and LP search branching on reduced costs. Two full
 #: workers on two threads leave none to CP-SAT's LNS subsolvers (its log: "LNS stats ... 0/0").
 #: Medium s0/s3/s4 (the seeds that land near 10 s), 10 s: 21 of 36 runs proven against 31 of 60
-#: with ``max_lp`` + ``reduced_costs``, within run-to-run noise; 16 of 20 in the seeds benchmark;
+#: with ``max_lp`` + ``reduced_costs``, within run-to-run noise; 15-17 of 20 in the seeds benchmark;
 #: on large the same median gap as the pair with ``max_lp`` in the same half hour (15% over 20 runs;
 #: 1.3% in a later run; docs/formulations.md, "Bounds and statuses").
 SUBSOLVERS = ("pseudo_costs", "reduced_costs")

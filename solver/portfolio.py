@@ -16,8 +16,8 @@ Policy (the table :data:`PLANS` by instance size, each stage a share of the time
    LP relaxation itself and reports it as its bound.
 3. **Improvement**, by size class: the exact model on small instances (CP-SAT, else the
    MILP backends); on medium ones (<= 1,024 GPUs, 400 jobs) HiGHS on the full model with all
-   the time (10 s, medium seeds 0-4 x solver seeds 0-3: HiGHS proved 20 of 20 runs, in 1.8-6.6 s,
-   CP-SAT 16 of 20; given 60 s CP-SAT proves all five in 1.6-11.5 s); on large
+   the time (10 s, medium seeds 0-4 x solver seeds 0-3: HiGHS proved 20 of 20 runs, in 1.6-6.6 s,
+   CP-SAT 15-17 of 20; given 60 s CP-SAT proves all five in 1.6-11.5 s); on large
    ones RINS with all the time (LP, a few tight fixing rounds, then a placement-fixing
    round), then CP-SAT large-neighbourhood search when at least 2 s remain. With two usable
    cores the RINS stage starts before the heuristics (:data:`EARLY_STAGES`): its child builds
