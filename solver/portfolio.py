@@ -22,7 +22,8 @@ Policy (the table :data:`PLANS` by instance size, each stage a share of the time
    round), then CP-SAT large-neighbourhood search when at least 2 s remain. With two usable
    cores the RINS stage starts before the heuristics (:data:`EARLY_STAGES`): its child builds
    the model and solves the LP relaxation on the second core while greedy and ``lp-greedy``
-   run, then takes their best decision as its hint. Each stage is
+   run, then takes their best decision as its hint (when the time covers the model and the LP:
+   :data:`EARLY_PREP_S_PER_ITEM`). Each stage is
    warm-started from the best decision so far, and once the best decision is proven
    optimal the later stages are skipped.
 
@@ -79,6 +80,14 @@ EXACT_BACKENDS = ("cpsat", "milp-highs", "milp-cbc")
 #: builds the model and solves the LP relaxation on the second core while greedy and ``lp-greedy``
 #: make its hint (``start(ci, deadline, seed) -> run`` with ``send_hint``, ``result`` and ``cancel``).
 EARLY_STAGES: dict[str, str] = {"rins": "formulations.milp:start_highs_rins"}
+#: Start a stage early only when its budget covers building the model and solving the LP relaxation,
+#: estimated at this many seconds per GPU plus job (measured: 0.6-1.1 s on large, 3,048 items; 4-6 s on
+#: xl, 15,240 items), plus :data:`EARLY_MIN_WORK_S` for its rounds. Otherwise the stage runs (or is
+#: skipped) after the heuristics as before: on xl at 3 s an early child was killed unused and ``auto``
+#: returned greedy's decision at 2.6 s instead of 1.3 s; on large at 3 s the early start helps
+#: (1435.8 against 1454.8 on s0).
+EARLY_PREP_S_PER_ITEM = 3.3e-4
+EARLY_MIN_WORK_S = 0.5
 
 
 class _EarlyRun(Protocol):
@@ -274,7 +283,7 @@ def _start_early(plan: Plan, ci: CompiledInstance, deadline: Deadline, seed: int
     if chosen is None or chosen not in EARLY_STAGES or chosen not in STAGE_VARIANTS:
         return None
     budget = (deadline.remaining() - reserve_s) * stage.share - STAGE_OVERRUN_S
-    if budget < stage.min_s:
+    if budget < max(stage.min_s, EARLY_PREP_S_PER_ITEM * (len(ci.gpu_ids) + len(ci.jobs)) + EARLY_MIN_WORK_S):
         return None
     module, func = EARLY_STAGES[chosen].split(":")
     try:

@@ -222,18 +222,22 @@ def spy_start_rins(ci: CompiledInstance, deadline: Deadline, seed: int) -> objec
     return start_highs_rins(ci, deadline, seed)
 
 
-@pytest.mark.parametrize("cores", [2, 1])
-def test_auto_starts_the_rins_stage_before_the_heuristics(monkeypatch: pytest.MonkeyPatch, cores: int) -> None:
+@pytest.mark.parametrize(("cores", "prep_s_per_item", "early"), [(2, None, True), (1, None, False), (2, 0.1, False)])
+def test_auto_starts_the_rins_stage_before_the_heuristics(monkeypatch: pytest.MonkeyPatch, cores: int,
+                                                         prep_s_per_item: float | None, early: bool) -> None:
     """On the large plan with two cores, ``auto`` starts RINS first: its child builds the model and
-    solves the LP relaxation while greedy and ``lp-greedy`` make its hint. With one core it runs
-    after them, as a stage. Either way its bound is the LP relaxation's and its decision is
-    checked like any other."""
+    solves the LP relaxation while greedy and ``lp-greedy`` make its hint. With one core, or when
+    the time would not cover building the model and its LP (here 0.1 s per GPU plus job: 19 s),
+    it runs after them, as a stage. Either way its bound is the LP relaxation's and its decision
+    is checked like any other."""
     from formulations import lower_bound
     from solver import portfolio
 
     monkeypatch.setattr(portfolio, "PLANS", (portfolio.PLANS[-1],))  # small s3 on the large plan
     monkeypatch.setitem(portfolio.EARLY_STAGES, "rins", f"{__name__}:spy_start_rins")
     monkeypatch.setattr(portfolio, "_cores", lambda: cores)
+    if prep_s_per_item is not None:
+        monkeypatch.setattr(portfolio, "EARLY_PREP_S_PER_ITEM", prep_s_per_item)
     EARLY_STARTS.clear()
     inst = solver.generate("small", 3)
     ci = CompiledInstance(inst)
@@ -241,8 +245,8 @@ def test_auto_starts_the_rins_stage_before_the_heuristics(monkeypatch: pytest.Mo
     r = solver.solve(inst, "auto", time_limit_s=5, compiled=ci)
     names = [a.method for a in r.attempts]
     assert names[:3] == ["greedy", "lp-greedy", "rins"]
-    assert len(EARLY_STARTS) == (1 if cores == 2 else 0)
-    if cores == 2:
+    assert len(EARLY_STARTS) == (1 if early else 0)
+    if early:
         greedy_s = r.attempts[0].runtime_s
         assert EARLY_STARTS[0] - t0 < greedy_s  # started before greedy ended
     rins = r.attempts[2]
