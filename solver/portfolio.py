@@ -47,7 +47,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Protocol
+from typing import Protocol, cast
 
 from solver.compiled import CompiledInstance
 from solver.heuristics.greedy import greedy_decision
@@ -205,14 +205,15 @@ def auto_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None,
         return deadline.remaining() - reserve_s
 
     plan = size_class(ci)
+    items = len(ci.gpu_ids) + len(ci.jobs)
     # after greedy: room for solve()'s final check only (it reuses the report of the best attempt)
-    stage_reserve_s = RESERVE_FRACTION * deadline.limit_s + CHECK_S_PER_ITEM * (len(ci.gpu_ids) + len(ci.jobs))
+    stage_reserve_s = RESERVE_FRACTION * deadline.limit_s + CHECK_S_PER_ITEM * items
     early = _start_early(plan, ci, deadline, seed, stage_reserve_s)
     try:
         # room for checking: the topology index (built once), our check of greedy and of the hint; solve()'s
         # final check of the best decision reuses the report of its attempt (CompiledInstance.check)
         checks = (1 if "topology" in vars(ci) else 2) + (hint is not None)
-        reserve_s += CHECK_S_PER_ITEM * (len(ci.gpu_ids) + len(ci.jobs)) * checks
+        reserve_s += CHECK_S_PER_ITEM * items * checks
         t0 = time.perf_counter()
         greedy_deadline = Deadline(max(0.0, left()))
         record(*run_attempt("greedy", lambda: MethodOutput(greedy_decision(ci, deadline=greedy_deadline),
@@ -285,13 +286,10 @@ def _start_early(plan: Plan, ci: CompiledInstance, deadline: Deadline, seed: int
     budget = (deadline.remaining() - reserve_s) * stage.share - STAGE_OVERRUN_S
     if budget < max(stage.min_s, EARLY_PREP_S_PER_ITEM * (len(ci.gpu_ids) + len(ci.jobs)) + EARLY_MIN_WORK_S):
         return None
-    module, func = EARLY_STAGES[chosen].split(":")
-    try:
-        start = getattr(importlib.import_module(module), func)
-    except (ImportError, AttributeError):
+    start = _resolve(EARLY_STAGES[chosen])
+    if start is None:
         return None
-    run: _EarlyRun = start(ci, Deadline(budget), seed)
-    return chosen, run
+    return chosen, cast(_EarlyRun, start(ci, Deadline(budget), seed))
 
 
 def _proven(objective: float, bound: float) -> bool:
@@ -301,22 +299,28 @@ def _proven(objective: float, bound: float) -> bool:
     return objective - bound <= OPTIMAL_RTOL * max(1.0, abs(objective))
 
 
+def _resolve(path: str) -> Callable[..., object] | None:
+    """The function named by ``"module:function"``, None if it does not import."""
+    module, func = path.split(":")
+    try:
+        fn: Callable[..., object] | None = getattr(importlib.import_module(module), func, None)
+    except ImportError:
+        return None
+    return fn
+
+
 def _available(name: str) -> bool:
     """A stage variant (importable) or a registered, available method."""
     if name in STAGE_VARIANTS:
-        module, func = STAGE_VARIANTS[name].split(":")
-        try:
-            return hasattr(importlib.import_module(module), func)
-        except ImportError:
-            return False
+        return _resolve(STAGE_VARIANTS[name]) is not None
     return name in REGISTRY and available(name)
 
 
 def _stage_function(name: str) -> Method:
     if name in STAGE_VARIANTS:
-        module, func = STAGE_VARIANTS[name].split(":")
-        fn: Method = getattr(importlib.import_module(module), func)
-        return fn
+        fn = _resolve(STAGE_VARIANTS[name])
+        assert fn is not None, STAGE_VARIANTS[name]  # _available() was checked first
+        return cast(Method, fn)
     return get_method(name)
 
 
