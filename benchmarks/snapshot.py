@@ -85,6 +85,12 @@ class Row:
     unplaced: int | None
     message: str = ""
     solver_seed: int = 0
+    build_s: float | None = None
+
+    @property
+    def solve_s(self) -> float | None:
+        """Seconds of ``runtime_s`` after the build (None when the build time is unknown)."""
+        return None if self.build_s is None else max(0.0, self.runtime_s - self.build_s)
 
 
 Solve = Callable[..., "solver.Result"]
@@ -104,7 +110,8 @@ def run_instance(inst: solver.Instance, family: str, seed: int, methods: Sequenc
         message = next((a.message for a in res.attempts if a.message), "")
         row = Row(family, seed, inst.name, inst.num_gpus, len(inst.jobs()), method, res.status.value,
                   res.objective, res.bound, res.gap, None, None, res.runtime_s, wall_s,
-                  m.get("energy_kwh"), int(m["unplaced"]) if "unplaced" in m else None, message, solver_seed)
+                  m.get("energy_kwh"), int(m["unplaced"]) if "unplaced" in m else None, message, solver_seed,
+                  res.build_s)
         rows.append(row)
         if on_row is not None:
             on_row(row)
@@ -235,7 +242,9 @@ def markdown(rows: Sequence[Row], command: str, env: dict[str, str], time_limit_
     lines += provenance(command, env, started, run)
     lines += [
         "",
-        "`runtime` is what `solver.solve` measured (compile, build and solve), `wall` the clock around it. "
+        "`runtime` is what `solver.solve` measured (compile, build and solve), `wall` the clock around it; "
+        "`build` is the part of `runtime` before the search started (compiling the instance and, for the exact "
+        "methods, building the model and making the warm start), `solve` the rest. "
         "`gap` is against the method's own proven bound, `gap to best` against the best bound any method "
         "proved on the instance (empty when no bound is known), `over best found` the excess over the "
         "best objective any method found on the instance.",
@@ -263,10 +272,12 @@ def markdown(rows: Sequence[Row], command: str, env: dict[str, str], time_limit_
     seeded = solver_seeds != [0]  # the solver-seed column only when --solver-seeds was used
     lines += _table(
         ("instance", "GPUs", "jobs", "method", *(("solver seed",) if seeded else ()), "status", "objective", "bound",
-         "gap", "gap to best", "over best found", "runtime s", "wall s", "energy kWh", "unplaced"),
+         "gap", "gap to best", "over best found", "build s", "solve s", "runtime s", "wall s", "energy kWh",
+         "unplaced"),
         ((r.instance, str(r.gpus), str(r.jobs), r.method, *((str(r.solver_seed),) if seeded else ()), r.status,
           _num(r.objective), _num(r.bound), _pct(r.gap), _pct(r.gap_best), _pct(r.excess_best),
-          _num(r.runtime_s, ".2f"), _num(r.wall_s, ".2f"), _num(r.energy_kwh, ".2f"),
+          _num(r.build_s, ".2f"), _num(r.solve_s, ".2f"), _num(r.runtime_s, ".2f"), _num(r.wall_s, ".2f"),
+          _num(r.energy_kwh, ".2f"),
           "" if r.unplaced is None else str(r.unplaced)) for r in rows))
     messages = [(r.instance, r.method, r.message) for r in rows if r.message and r.status in ("error", "no_solution")]
     if messages:

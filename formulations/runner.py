@@ -21,7 +21,9 @@ LP relaxation there) while the caller computes the hint, which :meth:`BackendRun
 then passes on; :meth:`BackendRun.result` waits for the answer as :func:`run_backend` does. A
 hint that never comes ends the child at the deadline (``no_solution``). The message of a
 result the child returns says when the backend started ("solver started at 0.15 s": model,
-warm start and hint done, in seconds since the deadline started).
+warm start and hint done, in seconds since the deadline started); the child also sends that
+time as soon as the solver starts, and every :class:`~solver.methods.MethodOutput` of a run
+carries it as ``build_s``, also when the child is killed at the deadline.
 
 The child first gives itself its own HiGHS task scheduler, and again after the warm start
 (:func:`solver.heuristics.pricing.warm_start` solves an LP with HiGHS; the child makes it
@@ -176,6 +178,7 @@ class BackendRun:
         (see :func:`run_backend` for what is returned)."""
         proc, recv = self._proc, self._recv
         best: tuple[Any, ...] | None = None  # ("solution", decision, objective, bound) with the lowest objective
+        build_s: float | None = None  # from ("started", seconds): when the solver started
         streamed_bound: float | None = None  # the highest bound streamed with any incumbent
         final: tuple[Any, ...] | None = None
         while final is None:
@@ -189,6 +192,8 @@ class BackendRun:
                     break
                 if msg[0] == "final":
                     final = msg
+                elif msg[0] == "started":
+                    build_s = msg[1]
                 else:
                     if msg[3] is not None:
                         streamed_bound = msg[3] if streamed_bound is None else max(streamed_bound, msg[3])
@@ -210,11 +215,12 @@ class BackendRun:
                     decision, objective = best[1], best[2]
                     status = Status.FEASIBLE
                     message = (message + "; " if message else "") + f"{note}: best incumbent returned"
-            return MethodOutput(decision, status, bound, message, objective)
+            return MethodOutput(decision, status, bound, message, objective, build_s=build_s)
         note = "killed at the deadline" if killed else "backend process ended without a result"
         if best is not None:
-            return MethodOutput(best[1], Status.FEASIBLE, streamed_bound, f"{note}; best incumbent returned", best[2])
-        return MethodOutput(None, Status.NO_SOLUTION, None, note)
+            return MethodOutput(best[1], Status.FEASIBLE, streamed_bound, f"{note}; best incumbent returned", best[2],
+                                build_s=build_s)
+        return MethodOutput(None, Status.NO_SOLUTION, None, note, build_s=build_s)
 
     def _kill(self) -> None:
         proc = self._proc
@@ -276,6 +282,7 @@ def _solve(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, hint
     if limit <= 0:
         return Status.NO_SOLUTION, None, None, None, "time limit reached after building the model"
     started_s = time.perf_counter() - deadline.start  # model, warm start and (late) hint done
+    send.send(("started", started_s))
     res = backend(model, hint_values, limit, seed, report)
     decision = model.decode(res.values) if res.values is not None else None
     size = f"{model.lm.num_vars} variables, {len(model.lm.rows)} rows, solver started at {started_s:.2f} s"

@@ -24,7 +24,9 @@ class MethodOutput:
 
     ``bound`` is a proven lower bound on the objective (None when unknown);
     ``status`` is the method's claim (``optimal`` is only kept when the bound matches
-    the checker's objective).
+    the checker's objective). ``build_s``: seconds from the start of the method's deadline
+    until its solver started (exact model built, warm start made; None for methods without
+    a separate build).
     """
 
     decision: Decision | None
@@ -33,6 +35,7 @@ class MethodOutput:
     message: str = ""
     objective: float | None = None
     attempts: tuple[Attempt, ...] = ()
+    build_s: float | None = None
 
 
 Method = Callable[[CompiledInstance, Deadline, Decision | None, int], MethodOutput]

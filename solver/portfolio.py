@@ -176,10 +176,10 @@ def run_attempt(
             cand = Candidate(out.decision, objective)
         else:
             message = "decision rejected by the checker: " + "; ".join(str(v) for v in report.violations[:3])
-            out = MethodOutput(None, Status.ERROR, out.bound, message)
+            out = MethodOutput(None, Status.ERROR, out.bound, message, build_s=out.build_s)
     status, bound, message = normalize(
         MethodOutput(out.decision, out.status, out.bound, message), objective)
-    return Attempt(name, status, objective, bound, time.perf_counter() - start, message), cand, bound
+    return Attempt(name, status, objective, bound, time.perf_counter() - start, message, out.build_s), cand, bound
 
 
 def auto_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int) -> MethodOutput:

@@ -19,7 +19,8 @@ __all__ = ["Attempt", "Decision", "Placement", "Result", "Status", "decision_fro
 
 DECISION_KIND = "gpuplan.decision"
 #: Fields a saved :class:`Result` adds to the decision document (informative; not read back).
-RESULT_FIELDS = ("instance", "status", "objective", "bound", "gap", "runtime_s", "method", "metrics", "attempts")
+RESULT_FIELDS = ("instance", "status", "objective", "bound", "gap", "runtime_s", "build_s", "solve_s", "method",
+                 "metrics", "attempts")
 
 
 class Status(StrEnum):
@@ -73,7 +74,11 @@ class Decision:
 
 @dataclass(frozen=True)
 class Attempt:
-    """One method run inside a solve (a portfolio makes several)."""
+    """One method run inside a solve (a portfolio makes several).
+
+    ``build_s``: seconds of ``runtime_s`` spent before the method's solver started (the exact
+    model built and the warm start made); None for a method without a separate build.
+    """
 
     method: str
     status: Status
@@ -81,6 +86,7 @@ class Attempt:
     bound: float | None
     runtime_s: float
     message: str = ""
+    build_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,9 @@ class Result:
     infeasibility or time-outs.
 
     ``decision`` has passed the independent checker whenever it is not None;
-    ``metrics`` are the checker's recomputation, not the solver's claims.
+    ``metrics`` are the checker's recomputation, not the solver's claims. ``build_s`` is
+    the part of ``runtime_s`` spent before the search started: compiling the instance and,
+    for the exact methods, building the model and making the warm start; ``solve_s`` the rest.
     """
 
     status: Status
@@ -101,6 +109,12 @@ class Result:
     metrics: dict[str, float] = field(default_factory=dict)
     attempts: tuple[Attempt, ...] = ()
     instance_name: str = ""
+    build_s: float = 0.0
+
+    @property
+    def solve_s(self) -> float:
+        """Seconds of ``runtime_s`` after the build (``runtime_s - build_s``)."""
+        return max(0.0, self.runtime_s - self.build_s)
 
     @property
     def gap(self) -> float | None:
@@ -113,7 +127,8 @@ class Result:
         if self.objective is not None:
             b = "n/a" if self.bound is None else f"{self.bound:.4f}"
             g = "n/a" if self.gap is None else f"{100 * self.gap:.3f}%"
-            lines.append(f"objective {self.objective:.4f}  bound {b}  gap {g}  runtime {self.runtime_s:.2f}s")
+            lines.append(f"objective {self.objective:.4f}  bound {b}  gap {g}  runtime {self.runtime_s:.2f}s"
+                         f" (build {self.build_s:.2f}s, solve {self.solve_s:.2f}s)")
         if self.metrics:
             m = self.metrics
             lines.append(
@@ -131,10 +146,10 @@ class Result:
         d = decision_to_dict(self.decision or Decision())
         d.update({
             "instance": self.instance_name, "status": self.status.value, "objective": self.objective,
-            "bound": self.bound, "gap": self.gap, "runtime_s": self.runtime_s, "method": self.method,
-            "metrics": self.metrics,
+            "bound": self.bound, "gap": self.gap, "runtime_s": self.runtime_s, "build_s": self.build_s,
+            "solve_s": self.solve_s, "method": self.method, "metrics": self.metrics,
             "attempts": [{"method": a.method, "status": a.status.value, "objective": a.objective,
-                          "bound": a.bound, "runtime_s": a.runtime_s, "message": a.message}
+                          "bound": a.bound, "runtime_s": a.runtime_s, "build_s": a.build_s, "message": a.message}
                          for a in self.attempts],
         })
         return d

@@ -87,6 +87,7 @@ def solve(
     else:
         with gc_paused():
             ci = CompiledInstance(instance)
+    compiled_s = time.perf_counter() - start
     try:
         out = fn(ci, deadline, hint, seed)
     except Exception as exc:  # a crashing backend is an attempt with a status, not an exception
@@ -101,18 +102,23 @@ def solve(
         else:
             message = "decision rejected by the checker: " + "; ".join(str(v) for v in report.violations[:5])
             decision = None
-            out = MethodOutput(None, Status.ERROR, out.bound, message)
+            out = MethodOutput(None, Status.ERROR, out.bound, message, build_s=out.build_s)
     status, bound, message = normalize(
         MethodOutput(decision, out.status, out.bound, message, attempts=out.attempts), objective)
     runtime = time.perf_counter() - start
-    attempts = out_attempts(out, method, status, objective, bound, runtime, message)
+    # the method's build is timed from the deadline's start, which precedes compiling
+    build_s = min(runtime, compiled_s if out.build_s is None else max(out.build_s, compiled_s))
+    attempts = out_attempts(out, method, status, objective, bound, runtime, message, build_s)
     return Result(status=status, objective=objective, bound=bound, runtime_s=runtime, method=method,
-                  decision=decision, metrics=metrics, attempts=attempts, instance_name=instance.name)
+                  decision=decision, metrics=metrics, attempts=attempts, instance_name=instance.name,
+                  build_s=build_s)
 
 
 def out_attempts(out: MethodOutput, method: str, status: Status, objective: float | None,
-                 bound: float | None, runtime: float, message: str) -> tuple[Attempt, ...]:
+                 bound: float | None, runtime: float, message: str,
+                 build_s: float | None = None) -> tuple[Attempt, ...]:
     """Attempts of a single-method solve (a portfolio method reports its own)."""
     if out.attempts:
         return out.attempts
-    return (Attempt(method, status, objective, bound, runtime, message),)
+    return (Attempt(method, status, objective, bound, runtime, message,
+                    build_s if out.build_s is not None else None),)

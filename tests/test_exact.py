@@ -472,7 +472,8 @@ def test_snapshot_harness_gaps_against_the_best_bound(tmp_path: Path) -> None:
 
     def fake_solve(inst: Instance, method: str, *, time_limit_s: float, seed: int) -> solver.Result:
         obj, bound, status = claims[method]
-        return solver.Result(status, obj, bound, 0.5, method, None, {"energy_kwh": 1.0, "unplaced": 2.0})
+        return solver.Result(status, obj, bound, 0.5, method, None, {"energy_kwh": 1.0, "unplaced": 2.0},
+                             build_s=0.2)
 
     inst = solver.generate("tiny", 0)
     rows = run_instance(inst, "tiny", 0, list(claims), 1.0, solve=fake_solve)
@@ -488,6 +489,7 @@ def test_snapshot_harness_gaps_against_the_best_bound(tmp_path: Path) -> None:
     text = (tmp_path / "run.md").read_text(encoding="utf-8")
     assert "`python -m benchmarks snapshot --families tiny`" in text and "2026-01-02 03:04:05 UTC" in text
     assert "| a | 9.091% / 9.091% |" in text
+    assert "| 18.182% | 9.091% | 10.000% | 0.20 | 0.30 | 0.50 |" in text  # gaps, build, solve, runtime of a
     assert len((tmp_path / "run.csv").read_text(encoding="utf-8").splitlines()) == 4
 
 
@@ -523,7 +525,7 @@ def test_snapshot_harness_counts_every_solver_seed(tmp_path: Path) -> None:
     text = (tmp_path / "run.md").read_text(encoding="utf-8")
     assert "solver seeds 0 1 (one run each)" in text and "| method | solver seed | status |" in text
     assert f"| {inst.name} | {inst.num_gpus} | {len(inst.jobs())} | cpsat | 1 | optimal |" in text
-    assert (tmp_path / "run.csv").read_text(encoding="utf-8").splitlines()[0].endswith(",solver_seed")
+    assert (tmp_path / "run.csv").read_text(encoding="utf-8").splitlines()[0].endswith(",solver_seed,build_s")
 
 
 def test_rootgap_cut_weakening_is_valid_for_nonnegative_variables() -> None:
@@ -640,9 +642,31 @@ def test_backend_never_returns_worse_than_its_warm_start() -> None:
         time.sleep(30)
         raise AssertionError("killed before")
 
+    t0 = time.perf_counter()
     out = run_backend(ci, Deadline(1.0), hint, 0, stream_worse_then_hang)
     assert out.status is Status.FEASIBLE and out.bound == 2.0
     assert out.objective == pytest.approx(hint_z) and out.message == "killed at the deadline; best incumbent returned"
+    # the child said when its solver started, before it was killed
+    assert out.build_s is not None and 0.0 < out.build_s < time.perf_counter() - t0 - 0.5
+
+
+def test_exact_results_split_runtime_into_build_and_solve() -> None:
+    """``build_s`` is when the solver started (model built, warm start made: the time the message
+    gives), ``solve_s`` the rest; a heuristic's build is compiling the instance only."""
+    inst = solver.generate("small", 0)
+    r = solver.solve(inst, "cpsat", time_limit_s=TINY_LIMIT_S)
+    assert r.status is Status.OPTIMAL
+    assert 0.0 < r.build_s < r.runtime_s and r.solve_s == pytest.approx(r.runtime_s - r.build_s)
+    (att,) = r.attempts
+    assert att.build_s == r.build_s and f"solver started at {r.build_s:.2f} s" in att.message
+    doc = r.to_dict()
+    assert (doc["build_s"], doc["solve_s"], doc["attempts"][0]["build_s"]) == (r.build_s, r.solve_s, r.build_s)
+
+    g = solver.solve(inst, "greedy", time_limit_s=TINY_LIMIT_S)
+    assert 0.0 < g.build_s <= g.runtime_s and g.attempts[0].build_s is None
+    a = solver.solve(inst, "auto", time_limit_s=TINY_LIMIT_S)
+    exact = [att for att in a.attempts if att.method in ("cpsat", "milp-highs")]  # small: cpsat
+    assert exact and all(att.build_s is not None and 0.0 < att.build_s < att.runtime_s for att in exact)
 
 
 def test_a_late_hint_gives_the_answer_of_an_early_one() -> None:
