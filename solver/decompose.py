@@ -33,7 +33,7 @@ import math
 import multiprocessing
 import time
 from collections import defaultdict
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,8 +57,15 @@ PARALLEL = 2
 PART_GPUS = 256
 #: Seconds kept for starting the worker processes (forked).
 STARTUP_S = 0.5
-#: Seconds a part's solve may run past its limit (an exact backend's child is killed 0.5 s after it).
-PART_OVERRUN_S = 0.6
+#: Seconds a part's solve may run past its limit (an exact backend's child is killed
+#: ``formulations.runner.GRACE_S`` = 0.1 s after it; then decoding and the part's check).
+PART_OVERRUN_S = 0.3
+#: Below this many seconds per part the parts are not started: the start decision is returned.
+MIN_PART_S = 0.2
+#: ``pop`` gives its warm start at most this share of its time (``lp-greedy`` takes ~3 s on xl; at a
+#: 2 s limit the whole time went to it and ``pop`` ended 0.9 s late).
+WARM_START_SHARE = 0.6
+NO_TIME = "no time left for the parts"
 
 
 def _units(ci: CompiledInstance) -> list[list[int]]:
@@ -198,6 +205,15 @@ class PopResult:
     method: str
     kept_start: bool = False
 
+    @property
+    def note(self) -> str:
+        """Why the start decision was kept ("" when the merge was)."""
+        if not self.kept_start:
+            return ""
+        if self.parts and all(p.message == NO_TIME for p in self.parts):
+            return f" ({NO_TIME}: start kept)"
+        return " (the merge was worse: start kept)"
+
 
 def pop_decompose(ci: CompiledInstance, deadline: Deadline, start: Decision, seed: int = 0,
                   n_parts: int | None = None, method: str | None = None) -> PopResult:
@@ -209,8 +225,16 @@ def pop_decompose(ci: CompiledInstance, deadline: Deadline, start: Decision, see
     jobs = assign_jobs(ci, parts, start)
     subs = [part_instance(ci, nodes, js, i) for i, (nodes, js) in enumerate(zip(parts, jobs, strict=True))]
     hints = [_restrict(start, s) for s in subs]
+    from solver.portfolio import CHECK_S_PER_ITEM
+
+    check_s = CHECK_S_PER_ITEM * (len(ci.gpu_ids) + len(ci.jobs))  # checking the merged decision at the end
     waves = math.ceil(len(subs) / PARALLEL)
-    per_part_s = max(0.2, (deadline.remaining() - STARTUP_S) / waves - PART_OVERRUN_S)
+    per_part_s = (deadline.remaining() - STARTUP_S - check_s) / waves - PART_OVERRUN_S
+    if per_part_s < MIN_PART_S:  # no time for the parts: the start stands
+        first = check(inst, start, ci.topology)
+        late = tuple(PartResult(i, None, Status.NO_SOLUTION, None, None, 0.0, NO_TIME)
+                     for i in range(len(subs)))
+        return PopResult(start, first.objective, late, chosen, kept_start=True)
     results: list[PartResult] = []
     # fork: no re-import of the caller's __main__ (spawn would need a guarded script)
     pool = ProcessPoolExecutor(max_workers=min(PARALLEL, len(subs)), mp_context=multiprocessing.get_context("fork"))
@@ -218,11 +242,15 @@ def pop_decompose(ci: CompiledInstance, deadline: Deadline, start: Decision, see
         futures: list[Future[PartResult]] = [
             pool.submit(_solve_part, i, s, chosen, per_part_s, h, seed)
             for i, (s, h) in enumerate(zip(subs, hints, strict=True))]
-        for i, fut in enumerate(futures):
-            try:
-                results.append(fut.result(timeout=max(0.1, deadline.remaining())))
-            except Exception as exc:  # a part that fails or is late keeps its start restriction
+        first = check(inst, start, ci.topology)  # while the parts run
+        wait(futures, timeout=max(0.0, deadline.remaining() - check_s))
+        for i, fut in enumerate(futures):  # a part that failed or is late keeps its start restriction
+            if not fut.done():
+                results.append(PartResult(i, None, Status.NO_SOLUTION, None, None, 0.0, "not done by the deadline"))
+            elif (exc := fut.exception()) is not None:
                 results.append(PartResult(i, None, Status.ERROR, None, None, 0.0, f"{type(exc).__name__}: {exc}"))
+            else:
+                results.append(fut.result())
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     placements: list[Placement] = []
@@ -233,7 +261,6 @@ def pop_decompose(ci: CompiledInstance, deadline: Deadline, start: Decision, see
         off.extend(dec.powered_off_nodes)
     merged = Decision(tuple(placements), tuple(off))
     report = check(inst, merged, ci.topology)
-    first = check(inst, start, ci.topology)
     if not report.valid or report.objective > first.objective:  # never worse than the start
         return PopResult(start, first.objective, tuple(results), chosen, kept_start=True)
     return PopResult(merged, report.objective, tuple(results), chosen)
@@ -245,7 +272,7 @@ def pop_improve(ci: CompiledInstance, deadline: Deadline, hint: Decision | None,
     res = pop_decompose(ci, deadline, start_decision(ci, deadline, hint), seed)
     ok = sum(1 for r in res.parts if r.decision is not None)
     msg = (f"POP-{len(res.parts)} with {res.method}: {ok}/{len(res.parts)} parts solved"
-           + (" (the merge was worse: start kept)" if res.kept_start else ""))
+           + res.note)
     return MethodOutput(res.decision, Status.FEASIBLE, None, msg, res.objective)
 
 
@@ -254,7 +281,7 @@ def pop_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, 
     from solver.portfolio import global_lower_bound
 
     t0 = time.perf_counter()
-    start = warm_start(ci, deadline)
+    start = warm_start(ci, deadline.sub(WARM_START_SHARE))
     lower_bound = global_lower_bound()
     bound = None
     if lower_bound is not None and deadline.remaining() > 2.0:
@@ -265,7 +292,7 @@ def pop_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, 
     res = pop_decompose(ci, deadline, start, seed)
     ok = sum(1 for r in res.parts if r.decision is not None)
     msg = (f"POP-{len(res.parts)} with {res.method}: {ok}/{len(res.parts)} parts solved, objective "
-           f"{res.objective:.6g}" + (" (the merge was worse: start kept)" if res.kept_start else ""))
+           f"{res.objective:.6g}" + res.note)
     if bound is not None:
         loss = (res.objective - bound) / max(abs(res.objective), 1e-9)
         msg += f", global bound {bound:.6g}, loss <= {100 * loss:.3f}%"
