@@ -51,6 +51,7 @@ from typing import Protocol, cast
 
 from solver.compiled import CompiledInstance
 from solver.heuristics.greedy import greedy_decision
+from solver.heuristics.methods import CUT_SHORT
 from solver.methods import REGISTRY, Method, MethodOutput, available, get_method
 from solver.result import Attempt, Decision, Status
 from solver.stop import Deadline
@@ -219,7 +220,7 @@ def auto_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None,
         record(*run_attempt("greedy", lambda: MethodOutput(greedy_decision(ci, deadline=greedy_deadline),
                                                            Status.FEASIBLE), ci))
         if greedy_deadline.expired():
-            attempts[-1] = replace(attempts[-1], message="time limit reached during the pass: later jobs left unplaced")
+            attempts[-1] = replace(attempts[-1], message=CUT_SHORT)
         greedy_s = time.perf_counter() - t0
         reserve_s = stage_reserve_s
         if hint is not None:

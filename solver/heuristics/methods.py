@@ -17,36 +17,45 @@ from solver.stop import Deadline
 __all__ = ["edf_method", "energy_greedy_method", "fgd_method", "greedy_method", "policy_decision", "sjf_method"]
 
 
+#: The message of a pass the time limit cut short.
+CUT_SHORT = "time limit reached during the pass: later jobs left unplaced"
+
+
+def _output(decision: Decision, deadline: Deadline) -> MethodOutput:
+    """A pass's decision; the message says when the time limit may have cut the pass short."""
+    return MethodOutput(decision, Status.FEASIBLE, message=CUT_SHORT if deadline.expired() else "")
+
+
 def greedy_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int) -> MethodOutput:
     """Topology-aware best fit; deterministic, ignores ``hint`` and ``seed``.
 
-    The pass always completes (``auto`` uses the deadline-aware pass of
-    :func:`~solver.heuristics.greedy.greedy_decision` instead).
+    Every heuristic pass here keeps the time limit: the pending jobs not yet considered when
+    it is reached are left unplaced (running jobs are kept), so the decision stays feasible.
     """
-    return MethodOutput(greedy_decision(ci), Status.FEASIBLE)
+    return _output(greedy_decision(ci, deadline=deadline), deadline)
 
 
-def policy_decision(ci: CompiledInstance, name: str) -> Decision:
+def policy_decision(ci: CompiledInstance, name: str, deadline: Deadline | None = None) -> Decision:
     """The greedy decision of the policy ``name`` of :data:`~solver.heuristics.policies.POLICIES`."""
     policy = POLICIES[name]
-    return greedy_decision(ci, order=policy.order(ci), option_key=policy.score)
+    return greedy_decision(ci, order=policy.order(ci), option_key=policy.score, deadline=deadline)
 
 
 def energy_greedy_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int) -> MethodOutput:
     """Fewest joules per job that still meets its SLO or deadline, power cap included."""
-    return MethodOutput(policy_decision(ci, "energy-greedy"), Status.FEASIBLE)
+    return _output(policy_decision(ci, "energy-greedy", deadline), deadline)
 
 
 def edf_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int) -> MethodOutput:
     """Earliest deadline first, best-fit placement at the cheapest option."""
-    return MethodOutput(policy_decision(ci, "edf"), Status.FEASIBLE)
+    return _output(policy_decision(ci, "edf", deadline), deadline)
 
 
 def sjf_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int) -> MethodOutput:
     """Shortest job first, best-fit placement at the cheapest option."""
-    return MethodOutput(policy_decision(ci, "sjf"), Status.FEASIBLE)
+    return _output(policy_decision(ci, "sjf", deadline), deadline)
 
 
 def fgd_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int) -> MethodOutput:
     """Fractional tasks by fragmentation gradient descent, whole-GPU gangs by best fit."""
-    return MethodOutput(greedy_decision(ci, fraction_finder=fgd_finder(ci)), Status.FEASIBLE)
+    return _output(greedy_decision(ci, fraction_finder=fgd_finder(ci), deadline=deadline), deadline)
