@@ -49,10 +49,11 @@ import numpy as np
 from solver.checker import CheckReport
 from solver.compiled import CompiledInstance, Option
 from solver.heuristics.greedy import default_order, greedy_decision
+from solver.heuristics.methods import pass_output
 from solver.highs import new_highs
 from solver.methods import MethodOutput
 from solver.model import Job
-from solver.result import Decision, Status
+from solver.result import Decision
 from solver.stop import Deadline
 
 __all__ = ["TypePrices", "lp_greedy_decision", "lp_greedy_method", "start_decision", "type_prices", "warm_start"]
@@ -269,5 +270,5 @@ def start_decision(ci: CompiledInstance, deadline: Deadline, hint: Decision | No
 
 def lp_greedy_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int) -> MethodOutput:
     """Greedy with GPU prices from the type-level LP; deterministic, ignores ``hint`` and ``seed``."""
-    return MethodOutput(lp_greedy_decision(ci, deadline), Status.FEASIBLE)
+    return pass_output(lp_greedy_decision(ci, deadline), deadline)
 
