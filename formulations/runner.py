@@ -67,6 +67,10 @@ __all__ = ["Backend", "BackendResult", "BackendRun", "Prepare", "run_backend", "
 GRACE_S = 0.1
 #: Seconds kept back from the solver for decoding and sending the result.
 DECODE_RESERVE_S = 0.4
+#: The warm start the parent makes (no hint given) may take at most this share of the time left, so a
+#: backend still gets it as its first incumbent under a tight limit (xl at 3 s: ``lp-greedy`` took the
+#: whole time and ``cpsat`` ended with no decision; now with greedy's).
+WARM_START_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,7 @@ def run_backend(ci: CompiledInstance, deadline: Deadline, hint: Decision | None,
     # no hint: the child builds the model while this process makes the warm start (two cores)
     run = start_backend(ci, deadline, seed, backend, late_hint=True, skip_families=skip_families, grace_s=grace_s)
     try:
-        start: Decision | None = warm_start(ci, deadline)
+        start: Decision | None = warm_start(ci, deadline.sub(WARM_START_SHARE))
     except Exception:  # the child then makes it itself and reports what fails
         start = None
     run.send_hint(start)
