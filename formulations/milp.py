@@ -59,6 +59,10 @@ RINS_SUBMIP_GAP = 1e-5
 #: at the deadline and only reports after a round).
 RINS_MARGIN_S = 0.3
 RINS_MARGIN_SHARE = 0.08
+#: Whole seconds CBC needs at least: with a MIP start and "-sec 1" its binary (PuLP's CBC 2.10)
+#: crashed (segmentation fault) on large s3, which PuLP reports as an error; once it claimed the
+#: model infeasible. With 2 s or more it stopped on time.
+CBC_MIN_S = 2
 
 
 def highs_model(model: ExactModel, limit_s: float, seed: int, threads: int, relax: bool = False) -> highspy.Highs:
@@ -277,10 +281,14 @@ def _cbc_backend(threads: int) -> Backend:
                     prob += pulp.LpConstraint(expr, pulp.LpConstraintLE, f"r{k}u", r.hi)
         for x, v in zip(xs, hint_values, strict=True):
             x.setInitialValue(float(round(v)))
+        limit = lm.deadline.remaining() - 0.3 if lm.deadline is not None else limit_s
+        seconds = int(min(limit_s, limit))
+        if seconds < CBC_MIN_S:
+            return BackendResult(Status.NO_SOLUTION, None, None, None,
+                                 f"CBC not started: {max(0.0, limit):.2f} s left, needs {CBC_MIN_S} s")
         with tempfile.TemporaryDirectory(prefix="gpuplan-cbc-") as tmp:
             log_path = os.path.join(tmp, "cbc.log")
-            limit = lm.deadline.remaining() - 0.3 if lm.deadline is not None else limit_s
-            solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=max(1, int(min(limit_s, limit))),
+            solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=seconds,
                                        # "-threads 1" starts CBC's parallel code with one thread, which
                                        # intermittently hangs until the time limit ("Thread 0 used 0
                                        # times, waiting to start 10.0"); one thread = serial CBC

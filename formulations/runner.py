@@ -210,6 +210,13 @@ class BackendRun:
         recv.close()
         if final is not None:
             _, status, decision, objective, bound, message = final
+            if status is Status.INFEASIBLE and best is not None:
+                # a streamed incumbent satisfies every row (the warm start is only sent when it
+                # does): the claim is a solver fault (CBC made it once when stopped within a
+                # second of starting). A failed backend (status error) stays an error.
+                return MethodOutput(best[1], Status.FEASIBLE, streamed_bound,
+                                    f"{message}; claimed infeasible, but an incumbent satisfies every row: claim "
+                                    "dropped, best incumbent returned", best[2], build_s=build_s)
             if status not in (Status.INFEASIBLE, Status.ERROR):
                 if streamed_bound is not None:
                     bound = streamed_bound if bound is None else max(bound, streamed_bound)  # all are global bounds

@@ -62,9 +62,6 @@ STARTUP_S = 0.5
 PART_OVERRUN_S = 0.3
 #: Below this many seconds per part the parts are not started: the start decision is returned.
 MIN_PART_S = 0.2
-#: ``pop`` gives its warm start at most this share of its time (``lp-greedy`` takes ~3 s on xl; at a
-#: 2 s limit the whole time went to it and ``pop`` ended 0.9 s late).
-WARM_START_SHARE = 0.6
 NO_TIME = "no time left for the parts"
 
 
@@ -281,7 +278,7 @@ def pop_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, 
     from solver.portfolio import global_lower_bound
 
     t0 = time.perf_counter()
-    start = warm_start(ci, deadline.sub(WARM_START_SHARE))
+    start = warm_start(ci, deadline)  # the better of greedy and lp-greedy, each cut at the deadline
     lower_bound = global_lower_bound()
     bound = None
     if lower_bound is not None and deadline.remaining() > 2.0:

@@ -669,6 +669,42 @@ def test_exact_results_split_runtime_into_build_and_solve() -> None:
     assert exact and all(att.build_s is not None and 0.0 < att.build_s < att.runtime_s for att in exact)
 
 
+def test_an_infeasible_claim_after_a_feasible_incumbent_returns_the_incumbent() -> None:
+    """The warm start satisfies every row, so a backend's "infeasible" is a solver fault (CBC
+    claimed it once when stopped within a second): the warm start is returned, status feasible.
+    A backend failure stays an error (see the HiGHS test above)."""
+    from formulations.runner import BackendResult, Report, run_backend
+    from solver.heuristics.greedy import greedy_decision
+
+    ci = CompiledInstance(solver.generate("small", 0))
+    hint = greedy_decision(ci)
+    hint_z = ci.check(hint).objective
+
+    def backend(model: ExactModel, hint_values: np.ndarray, limit_s: float, seed: int,
+                report: Report) -> BackendResult:
+        return BackendResult(Status.INFEASIBLE, None, None, None, "says so")
+
+    out = run_backend(ci, Deadline(10.0), hint, 0, backend)
+    assert out.status is Status.FEASIBLE and out.objective == pytest.approx(hint_z) and out.bound is None
+    assert out.decision is not None and ci.check(out.decision).objective == pytest.approx(hint_z)
+    assert out.message.startswith("says so; 1191 variables, 229 rows, solver started at ")
+    assert out.message.endswith("; claimed infeasible, but an incumbent satisfies every row: claim dropped, "
+                                "best incumbent returned")
+
+
+def test_cbc_is_not_started_with_less_than_two_seconds() -> None:
+    """PuLP's CBC 2.10.3 crashed with a MIP start and "-sec 1" (large s3): under CBC_MIN_S whole
+    seconds the backend returns the warm start instead of running it."""
+    from formulations.milp import solve_cbc
+    from solver.heuristics.greedy import greedy_decision
+
+    ci = CompiledInstance(solver.generate("small", 0))
+    hint = greedy_decision(ci)
+    out = solve_cbc(ci, Deadline(1.5), hint, 0)
+    assert out.status is Status.FEASIBLE and out.objective == pytest.approx(ci.check(hint).objective)
+    assert out.message.startswith("CBC not started: ") and "needs 2 s" in out.message
+
+
 def test_a_late_hint_gives_the_answer_of_an_early_one() -> None:
     """RINS started before its hint exists (the LP solved first, the hint sent later, as ``auto``
     does on large instances) ends where RINS given the hint up front ends: same decision, same
