@@ -692,6 +692,26 @@ def test_an_infeasible_claim_after_a_feasible_incumbent_returns_the_incumbent() 
                                 "best incumbent returned")
 
 
+def test_highs_streams_each_improving_solution() -> None:
+    """Every improving solution HiGHS finds is reported as found (so a run killed at the deadline
+    keeps it): strictly decreasing, each row-feasible with a bound below it, the last one HiGHS's
+    optimum (small s0, one thread, no hint)."""
+    import highspy
+
+    from formulations.milp import highs_model, stream_improving_solutions
+
+    model = ExactModel(CompiledInstance(solver.generate("small", 0)))
+    seen: list[tuple[np.ndarray, float, float | None]] = []
+    h = highs_model(model, 30.0, 0, 1)
+    stream_improving_solutions(h, model, lambda values, objective, bound: seen.append((values, objective, bound)))
+    h.run()
+    assert h.getModelStatus() == highspy.HighsModelStatus.kOptimal and seen
+    objectives = [z for _, z, _ in seen]
+    assert objectives == sorted(objectives, reverse=True) and len(set(objectives)) == len(objectives)
+    assert all(not model.lm.violated(v) and (b is None or b <= z + 1e-6) for v, z, b in seen)
+    assert objectives[-1] == pytest.approx(h.getInfo().objective_function_value, rel=1e-9)
+
+
 def test_cbc_is_not_started_with_less_than_two_seconds() -> None:
     """PuLP's CBC 2.10.3 crashed with a MIP start and "-sec 1" (large s3): under CBC_MIN_S whole
     seconds the backend returns the warm start instead of running it."""
