@@ -216,7 +216,6 @@ def pop_decompose(ci: CompiledInstance, deadline: Deadline, start: Decision, see
                   n_parts: int | None = None, method: str | None = None) -> PopResult:
     """Split, solve the parts in parallel processes, merge and check (see the module docstring)."""
     inst = ci.instance
-    chosen = method or next((m for m in PART_BACKENDS if available(m)), "greedy")
     k = n_parts if n_parts is not None else max(2, math.ceil(len(ci.gpu_ids) / PART_GPUS))
     parts = split_nodes(ci, k)
     jobs = assign_jobs(ci, parts, start)
@@ -231,7 +230,9 @@ def pop_decompose(ci: CompiledInstance, deadline: Deadline, start: Decision, see
         first = check(inst, start, ci.topology)
         late = tuple(PartResult(i, None, Status.NO_SOLUTION, None, None, 0.0, NO_TIME)
                      for i in range(len(subs)))
-        return PopResult(start, first.objective, late, chosen, kept_start=True)
+        return PopResult(start, first.objective, late, method or "", kept_start=True)
+    # looked up only now: importing a backend (OR-Tools) takes ~0.4 s
+    chosen = method or next((m for m in PART_BACKENDS if available(m)), "greedy")
     results: list[PartResult] = []
     # fork: no re-import of the caller's __main__ (spawn would need a guarded script)
     pool = ProcessPoolExecutor(max_workers=min(PARALLEL, len(subs)), mp_context=multiprocessing.get_context("fork"))
@@ -263,12 +264,16 @@ def pop_decompose(ci: CompiledInstance, deadline: Deadline, start: Decision, see
     return PopResult(merged, report.objective, tuple(results), chosen)
 
 
+def _pop_name(res: PopResult) -> str:
+    return f"POP-{len(res.parts)}" + (f" with {res.method}" if res.method else "")
+
+
 def pop_improve(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, seed: int) -> MethodOutput:
     """POP from ``hint`` (the portfolio's best decision, when valid) or the warm start, without a bound
     (for portfolios; :func:`solver.heuristics.pricing.start_decision`)."""
     res = pop_decompose(ci, deadline, start_decision(ci, deadline, hint), seed)
     ok = sum(1 for r in res.parts if r.decision is not None)
-    msg = (f"POP-{len(res.parts)} with {res.method}: {ok}/{len(res.parts)} parts solved"
+    msg = (f"{_pop_name(res)}: {ok}/{len(res.parts)} parts solved"
            + res.note)
     return MethodOutput(res.decision, Status.FEASIBLE, None, msg, res.objective)
 
@@ -279,16 +284,16 @@ def pop_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, 
 
     t0 = time.perf_counter()
     start = warm_start(ci, deadline)  # the better of greedy and lp-greedy, each cut at the deadline
-    lower_bound = global_lower_bound()
     bound = None
-    if lower_bound is not None and deadline.remaining() > 2.0:
+    lower_bound = global_lower_bound() if deadline.remaining() > 2.0 else None  # imports the backends
+    if lower_bound is not None:
         try:
             bound = lower_bound(ci, deadline.sub(0.2))
         except Exception:  # no bound, no gap: the decision still stands
             bound = None
     res = pop_decompose(ci, deadline, start, seed)
     ok = sum(1 for r in res.parts if r.decision is not None)
-    msg = (f"POP-{len(res.parts)} with {res.method}: {ok}/{len(res.parts)} parts solved, objective "
+    msg = (f"{_pop_name(res)}: {ok}/{len(res.parts)} parts solved, objective "
            f"{res.objective:.6g}" + res.note)
     if bound is not None:
         loss = (res.objective - bound) / max(abs(res.objective), 1e-9)

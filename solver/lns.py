@@ -348,6 +348,9 @@ def lns_search(
     report = check(inst, start, ci.topology)
     if not report.valid:
         raise ValueError(f"LNS start decision is invalid: {report.violations[0]}")
+    overrun_s = SUB_OVERRUN_S + CHECK_S_PER_ITEM * (len(ci.gpu_ids) + len(ci.jobs))
+    if deadline.remaining() <= MIN_ITERATION_S + overrun_s:  # no iteration fits: skip importing a backend
+        return LnsResult(start, report.objective, report.objective)
     if solver is None:
         name = next((m for m in SUB_BACKENDS if available(m)), None)
         if name is None:
@@ -359,7 +362,6 @@ def lns_search(
     iterations: list[Iteration] = []
     size = {k: (max_gpus, max_jobs) for k in kinds}  # adapted per neighbourhood kind
     it = 0
-    overrun_s = SUB_OVERRUN_S + CHECK_S_PER_ITEM * (len(ci.gpu_ids) + len(ci.jobs))
     while deadline.remaining() > MIN_ITERATION_S + overrun_s:
         t0 = time.perf_counter()
         kind = kinds[it % len(kinds)]
@@ -419,8 +421,8 @@ def lns_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None, 
     from solver.portfolio import global_lower_bound
 
     bound = None
-    lower_bound = global_lower_bound()
-    if lower_bound is not None and deadline.remaining() > 2.0:
+    lower_bound = global_lower_bound() if deadline.remaining() > 2.0 else None  # imports the backends
+    if lower_bound is not None:
         try:
             bound = lower_bound(ci, deadline.sub(0.2))
         except Exception:  # a failing bound leaves the search without a gap, nothing more
