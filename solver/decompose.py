@@ -218,19 +218,18 @@ def pop_decompose(ci: CompiledInstance, deadline: Deadline, start: Decision, see
     inst = ci.instance
     k = n_parts if n_parts is not None else max(2, math.ceil(len(ci.gpu_ids) / PART_GPUS))
     parts = split_nodes(ci, k)
-    jobs = assign_jobs(ci, parts, start)
-    subs = [part_instance(ci, nodes, js, i) for i, (nodes, js) in enumerate(zip(parts, jobs, strict=True))]
-    hints = [_restrict(start, s) for s in subs]
     from solver.portfolio import CHECK_S_PER_ITEM
 
     check_s = CHECK_S_PER_ITEM * (len(ci.gpu_ids) + len(ci.jobs))  # checking the merged decision at the end
-    waves = math.ceil(len(subs) / PARALLEL)
+    waves = math.ceil(len(parts) / PARALLEL)
     per_part_s = (deadline.remaining() - STARTUP_S - check_s) / waves - PART_OVERRUN_S
     if per_part_s < MIN_PART_S:  # no time for the parts: the start stands
         first = check(inst, start, ci.topology)
-        late = tuple(PartResult(i, None, Status.NO_SOLUTION, None, None, 0.0, NO_TIME)
-                     for i in range(len(subs)))
+        late = tuple(PartResult(i, None, Status.NO_SOLUTION, None, None, 0.0, NO_TIME) for i in range(len(parts)))
         return PopResult(start, first.objective, late, method or "", kept_start=True)
+    jobs = assign_jobs(ci, parts, start)
+    subs = [part_instance(ci, nodes, js, i) for i, (nodes, js) in enumerate(zip(parts, jobs, strict=True))]
+    hints = [_restrict(start, s) for s in subs]
     # looked up only now: importing a backend (OR-Tools) takes ~0.4 s
     chosen = method or next((m for m in PART_BACKENDS if available(m)), "greedy")
     results: list[PartResult] = []

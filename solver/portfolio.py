@@ -45,13 +45,12 @@ import os
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import Protocol, cast
 
 from solver.compiled import CompiledInstance
-from solver.heuristics.greedy import greedy_decision
-from solver.heuristics.methods import CUT_SHORT
+from solver.heuristics.methods import greedy_method
 from solver.methods import REGISTRY, Method, MethodOutput, available, get_method
 from solver.result import Attempt, Decision, Status
 from solver.stop import Deadline
@@ -219,10 +218,7 @@ def auto_method(ci: CompiledInstance, deadline: Deadline, hint: Decision | None,
         reserve_s += CHECK_S_PER_ITEM * items * checks
         t0 = time.perf_counter()
         greedy_deadline = Deadline(max(0.0, left()))
-        record(*run_attempt("greedy", lambda: MethodOutput(greedy_decision(ci, deadline=greedy_deadline),
-                                                           Status.FEASIBLE), ci))
-        if greedy_deadline.expired():
-            attempts[-1] = replace(attempts[-1], message=CUT_SHORT)
+        record(*run_attempt("greedy", partial(greedy_method, ci, greedy_deadline, None, seed), ci))
         greedy_s = time.perf_counter() - t0
         reserve_s = stage_reserve_s
         if hint is not None:
