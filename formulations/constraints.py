@@ -90,7 +90,7 @@ class Constraints:
     # ------------------------------------------------------------------ families
     def _assignment(self) -> None:
         r"""Each job runs at most one option: :math:`\sum_i \kappa_{ji} + \sum_{i,t} z_{jit} \le 1`;
-        fractional: :math:`\kappa_j + \sum_k (x^{new}_{jk} + x^{home}_{jk}) \le 1`."""
+        fractional: :math:`\kappa_j + \sum_k x_{jk} \le 1`."""
         per_job: dict[int, Expr] = defaultdict(dict)
         for (j, _, _), x in self.var.z.items():
             per_job[j][x] = 1.0
@@ -98,9 +98,7 @@ class Constraints:
             per_job[j][x] = 1.0
         for j, x in self.var.fkeep.items():
             per_job[j][x] = 1.0
-        for (j, _), x in self.var.fnew.items():
-            per_job[j][x] = 1.0
-        for (j, _), x in self.var.fhome.items():
+        for (j, _), x in self.var.fshare.items():
             per_job[j][x] = 1.0
         for j in sorted(per_job):
             self.lm.add("assignment", per_job[j], hi=1.0)
@@ -171,56 +169,58 @@ class Constraints:
 
         Newly shared GPUs of type :math:`k` (Gilmore-Gomory patterns :math:`y_{kp}`) and home
         classes :math:`c` (patterns :math:`\Lambda_{cp}` over the free-resident positions
-        :math:`r` and the joining classes, counted over the class's homes :math:`H_c`):
+        :math:`r` and the joining classes, counted over the class's homes :math:`H_c`) give
+        room to the tasks of each size class :math:`q` shared on type :math:`k`:
 
         .. math::
-            \sum_{j \in q} x^{new}_{jk} \le \sum_p a_{pq} y_{kp}, \quad
-            \sum_{s \in k} \text{shared}_s = \sum_p y_{kp}, \quad
-            \sum_{j \in q} x^{home}_{jk} \le \sum_{c \in k} \sum_p a_{cpq} \Lambda_{cp},
+            \sum_{j \in q} x_{jk} \le \sum_p a_{pq} y_{kp} + \sum_{c \in k} \sum_p a_{cpq} \Lambda_{cp}, \quad
+            \sum_{s \in k} \text{sh}_s = \sum_p y_{kp},
 
             \sum_{h \in H_c} u_h = \sum_p \Lambda_{cp}, \quad
             \sum_{h \in H_c} \kappa_{j(h, r)} \le \sum_{p \ni r} \Lambda_{cp}, \quad
             \kappa_j \le u_{h(j)}.
+
+        One row per :math:`(k, q)` for both kinds of shared GPU: the two rooms are
+        non-negative integers, so any count up to their sum splits into a part that fits the
+        new GPUs and a part that fits the homes, and which tasks of a class go where changes
+        neither cost nor power. Separate variables for the two (the first version) gave every
+        solution many equal-cost copies.
         """
         st, var, ci = self.st, self.var, self.ci
         lm = self.lm
+        room: dict[tuple[int, int], Expr] = defaultdict(dict)  # (type, class) -> tasks minus room
+        for (j, k), x in var.fshare.items():
+            room[k, st.size_of_job[j]][x] = 1.0
         for k, pats in st.patterns.items():
             for q in sorted(st.frac_types[k]):
-                expr: Expr = {x: 1.0 for (j, kk), x in var.fnew.items() if kk == k and st.size_of_job[j] == q}
                 for p, pat in enumerate(pats):
                     if pat[q]:
-                        expr[var.pattern[k, p]] = -float(pat[q])
-                lm.add("fractional_capacity", expr, hi=0.0)
+                        room[k, q][var.pattern[k, p]] = -float(pat[q])
             bal: Expr = {var.shared[s.index]: 1.0 for s in st.slots if s.type_index == k}
             for p in range(len(pats)):
                 bal[var.pattern[k, p]] = -1.0
             lm.add("fractional_capacity", bal, lo=0.0, hi=0.0)
         # home GPUs: the used homes of a class are filled by its patterns (counted), which give room
         # to joining tasks and to the residents at their positions
-        join_room: dict[tuple[int, int], Expr] = defaultdict(dict)  # (type, class) -> sum a_pq Lambda_cp
         for (c, pi), x in var.hpat.items():
             hc = st.home_classes[c]
             k = int(ci.gpu_type[st.home_gpus[hc.homes[0]]])
             for q, a in enumerate(hc.patterns[pi].joins):
-                if a:
-                    join_room[k, q][x] = -float(a)
-        home_types = sorted({int(ci.gpu_type[g]) for g in st.home_gpus})
-        for k in home_types:
-            for q in sorted(st.frac_types.get(k, ())):
-                expr = {x: 1.0 for (j, kk), x in var.fhome.items() if kk == k and st.size_of_job[j] == q}
-                expr.update(join_room.get((k, q), {}))
-                lm.add("fractional_capacity", expr, hi=0.0)
+                if a and (k, q) in room:
+                    room[k, q][x] = -float(a)
+        for key in sorted(room):
+            lm.add("fractional_capacity", room[key], hi=0.0)
         for c, hc in enumerate(st.home_classes):
             used: Expr = {var.home_used[h]: 1.0 for h in hc.homes}
             for pi in range(len(hc.patterns)):
                 used[var.hpat[c, pi]] = -1.0
             lm.add("fractional_capacity", used, lo=0.0, hi=0.0)
             for r in range(len(hc.free[0])):
-                room: Expr = {var.fkeep[free[r]]: 1.0 for free in hc.free if free[r] in var.fkeep}
+                room_r: Expr = {var.fkeep[free[r]]: 1.0 for free in hc.free if free[r] in var.fkeep}
                 for pi, home_pat in enumerate(hc.patterns):
                     if r in home_pat.positions:
-                        room[var.hpat[c, pi]] = -1.0
-                lm.add("fractional_capacity", room, hi=0.0)
+                        room_r[var.hpat[c, pi]] = -1.0
+                lm.add("fractional_capacity", room_r, hi=0.0)
         for j, x in var.fkeep.items():  # a kept task keeps its home GPU in use
             lm.add("fractional_capacity", {x: 1.0, var.home_used[st.home_of_job[j]]: -1.0}, hi=0.0)
 
@@ -267,7 +267,7 @@ class Constraints:
             expr[x] = self.st.keep_terms(j, i).power_w
         for j, x in var.fkeep.items():
             expr[x] = self._frac_option(j, self.st.home_gpus[self.st.home_of_job[j]]).terms[0][0].power_w
-        for (j, k), x in (*var.fnew.items(), *var.fhome.items()):
+        for (j, k), x in var.fshare.items():
             expr[x] = next(o for o in ci.options[j] if o.type_index == k).terms[0][0].power_w
         self.lm.add("power_budget", expr, hi=inst.power_budget_w - fixed)
 

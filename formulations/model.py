@@ -55,7 +55,7 @@ class ExactModel:
     def placement_columns(self) -> list[int]:
         """Variables that say how each job runs (option, tier, keep, fractional choice)."""
         var = self.var
-        return [*var.z.values(), *var.keep.values(), *var.fkeep.values(), *var.fnew.values(), *var.fhome.values()]
+        return [*var.z.values(), *var.keep.values(), *var.fkeep.values(), *var.fshare.values()]
 
     # ------------------------------------------------------------------ decision -> values
     def values_of(self, decision: Decision) -> npt.NDArray[np.float64]:
@@ -86,11 +86,11 @@ class ExactModel:
                     if st.home_of_job.get(j) == h and j in var.fkeep:
                         x[var.fkeep[j]] = 1
                         stays[h].add(j)
-                    elif (j, k) in var.fhome:
-                        x[var.fhome[j, k]] = 1
+                    elif (j, k) in var.fshare:
+                        x[var.fshare[j, k]] = 1
                         join[h][st.size_of_job[j]] += 1
-                elif (j, k) in var.fnew:
-                    x[var.fnew[j, k]] = 1
+                elif (j, k) in var.fshare:
+                    x[var.fshare[j, k]] = 1
                     bins[g].append(j)
                 continue
             if job.running is not None and set(p.gpus) == set(job.running.gpus):
@@ -298,23 +298,15 @@ class ExactModel:
         for j, x in var.fkeep.items():
             if val[x]:
                 placements[j] = self._placement(j, [st.home_gpus[st.home_of_job[j]]], None, 1)
+        # rooms of the newly shared GPUs (one entry per GPU, its pattern's counts per class)
+        new_room: dict[int, list[tuple[int, list[int]]]] = {}  # type -> [(GPU, room per class)]
         for k, pats in st.patterns.items():
             gpus: list[int] = []
             for s in st.slots:
                 if s.type_index == k and s.index in var.shared:
                     gpus += take(s.index, int(val[var.shared[s.index]]), frozenset())
-            room = [list(pats[p]) for p in range(len(pats)) for _ in range(int(val[var.pattern[k, p]]))]
-            for (j, kk), x in sorted(var.fnew.items()):
-                if kk != k or not val[x]:
-                    continue
-                q = st.size_of_job[j]
-                b = next((b for b, r in enumerate(room) if r[q] > 0 and b < len(gpus)), None)
-                if b is None:  # only when the fractional family was skipped
-                    g = gpus[0] if gpus else next(s.gpus[0] for s in st.slots if s.type_index == k)
-                else:
-                    room[b][q] -= 1
-                    g = gpus[b]
-                placements[j] = self._placement(j, [g], None, 1)
+            rooms = [list(pats[p]) for p in range(len(pats)) for _ in range(int(val[var.pattern[k, p]]))]
+            new_room[k] = list(zip(gpus, rooms, strict=False))
         filled: dict[int, tuple[int, ...]] = {}  # used home -> joins its pattern has room for
         for hci, hc in enumerate(st.home_classes):
             left = [pi for pi in range(len(hc.patterns)) for _ in range(int(val[var.hpat[hci, pi]]))]
@@ -328,17 +320,29 @@ class ExactModel:
                     left.remove(pick)
                     filled[home] = hc.patterns[pick].joins
         room_home = {(h, q): a for h in sorted(filled) for q, a in enumerate(filled[h])}
-        for (j, k), x in sorted(var.fhome.items()):
+        # the tasks of a class shared on a type fill the new GPUs' room first, then the homes'
+        # (fractional_capacity: their number fits the sum); a task avoids its own old GPU
+        for (j, k), x in sorted(var.fshare.items()):
             if not val[x]:
                 continue
             q = st.size_of_job[j]
-            h = next((h for (h, qq), n in room_home.items() if qq == q and n > 0
-                      and int(ci.gpu_type[st.home_gpus[h]]) == k), None)
-            if h is None:
-                h = next(h for h, g in enumerate(st.home_gpus) if int(ci.gpu_type[g]) == k)
-            else:
+            own = st.home_of_job.get(j)
+            b = next((b for b, (g, r) in enumerate(new_room.get(k, [])) if r[q] > 0), None)
+            if b is not None:
+                g, r = new_room[k][b]
+                r[q] -= 1
+                placements[j] = self._placement(j, [g], None, 1)
+                continue
+            homes = [h for (h, qq), n in room_home.items() if qq == q and n > 0
+                     and int(ci.gpu_type[st.home_gpus[h]]) == k]
+            h = next((h for h in homes if h != own), homes[0] if homes else None)
+            if h is not None:
                 room_home[h, q] -= 1
-            placements[j] = self._placement(j, [st.home_gpus[h]], None, 1)
+                placements[j] = self._placement(j, [st.home_gpus[h]], None, 1)
+                continue
+            # only when the fractional family was skipped
+            fallback = [g for g, _ in new_room.get(k, [])] + [s.gpus[0] for s in st.slots if s.type_index == k]
+            placements[j] = self._placement(j, [fallback[0]], None, 1)
 
     def _placement(self, j: int, gpus: list[int], cap_w: float | None, tp: int) -> Placement:
         ci = self.ci

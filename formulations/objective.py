@@ -3,7 +3,7 @@ r"""The objective terms of the exact model, one private method each, added when 
 .. math::
     Z = \sum_j \pi_j + \sum_v w_E E_v o_v
         + \sum_{j,i,t} (c_{jit} - \pi_j) z_{jit} + \sum_{j,i} (c_{ji}^{keep} - \pi_j) \kappa_{ji}
-        + \sum_{j,k} (c_{jk} - \pi_j)(x^{new}_{jk} + x^{home}_{jk}) + \sum_j (c_j^{keep} - \pi_j) \kappa_j
+        + \sum_{j,k} (c_{jk} - \pi_j) x_{jk} + \sum_j (c_j^{keep} - \pi_j) \kappa_j
 
 with :math:`c` the weighted option cost at the tier (energy, SLO, tardiness,
 migration) and :math:`\pi_j` the unplaced penalty: placing a job removes its penalty.
@@ -60,7 +60,7 @@ class Objective:
         for j, x in var.fkeep.items():
             k = int(ci.gpu_type[st.home_gpus[st.home_of_job[j]]])
             yield j, x, next(o for o in ci.options[j] if o.type_index == k).terms[0][0], False
-        for (j, k), x in (*var.fnew.items(), *var.fhome.items()):
+        for (j, k), x in var.fshare.items():
             migrated = ci.jobs[j].running is not None
             yield j, x, next(o for o in ci.options[j] if o.type_index == k).terms[0][int(migrated)], migrated
 

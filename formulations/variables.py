@@ -11,8 +11,9 @@ r"""Typed containers of the model's variables (all integer; binary when the boun
                         whose cost does not depend on the tier)
 ``on[v]``               node ``v`` is powered (only when power-down is allowed)
 ``fkeep[j]``            running fractional task ``j`` stays on its GPU
-``fnew[j, k]``          fractional task ``j`` on a newly shared GPU of type ``k``
-``fhome[j, k]``         fractional task ``j`` joins a home GPU (of a running task) of type ``k``
+``fshare[j, k]``        fractional task ``j`` on a shared GPU of type ``k``: a newly shared one
+                        or a home GPU (of a running task); only the counts per size class
+                        decide which (same cost, same power)
 ``pattern[k, p]``       newly shared GPUs of type ``k`` packed with pattern ``p``
 ``hpat[c, p]``          home GPUs of home class ``c`` filled by its pattern ``p``
 ``home_used[h]``        home GPU ``h`` holds fractional work
@@ -43,8 +44,7 @@ class Variables:
     pool: dict[tuple[int, int, int], int] = field(default_factory=dict)
     on: dict[int, int] = field(default_factory=dict)
     fkeep: dict[int, int] = field(default_factory=dict)
-    fnew: dict[tuple[int, int], int] = field(default_factory=dict)
-    fhome: dict[tuple[int, int], int] = field(default_factory=dict)
+    fshare: dict[tuple[int, int], int] = field(default_factory=dict)
     pattern: dict[tuple[int, int], int] = field(default_factory=dict)
     hpat: dict[tuple[int, int], int] = field(default_factory=dict)
     home_used: dict[int, int] = field(default_factory=dict)
@@ -123,7 +123,6 @@ def make_variables(lm: LinearModel, st: Structure) -> Variables:
         for v in range(len(inst.nodes)):
             var.on[v] = lm.var(f"on[{v}]", 1)
     # fractional tasks
-    home_types = {int(ci.gpu_type[g]) for g in st.home_gpus}
     for j in st.size_of_job:
         job = ci.jobs[j]
         assert isinstance(job, FractionalTask)
@@ -134,9 +133,7 @@ def make_variables(lm: LinearModel, st: Structure) -> Variables:
         if not st.may_move(j):
             continue
         for o in ci.options[j]:
-            var.fnew[j, o.type_index] = lm.var(f"fnew[{j},{o.type_index}]", 1)
-            if o.type_index in home_types:
-                var.fhome[j, o.type_index] = lm.var(f"fhome[{j},{o.type_index}]", 1)
+            var.fshare[j, o.type_index] = lm.var(f"fshare[{j},{o.type_index}]", 1)
     for k, pats in st.patterns.items():
         for p in range(len(pats)):
             var.pattern[k, p] = lm.var(f"pattern[{k},{p}]", type_gpus[k])
