@@ -19,6 +19,14 @@ r"""Typed containers of the model's variables (all integer; binary when the boun
 ``home_used[h]``        home GPU ``h`` holds fractional work
 ``shared[s]``           newly shared GPUs in slot ``s``
 ======================  ==========================================================
+
+Dominated variables are not created (no power budget; the argument needs "at most one
+option per job"). Per job, GPU count, tp degree and tier only the cheapest cap gets a
+``z``. A tier whose cheapest cost is no lower than that of a higher tier gets none either:
+a gang within one unit of level ``t`` is also within the unit of level ``t' > t`` that
+contains it, so any solution can take the higher tier's variable at no higher cost (the
+tier slowdowns are non-decreasing, so the two costs are equal; a gang's tier changes its
+cost only when it makes it late).
 """
 
 from __future__ import annotations
@@ -98,6 +106,10 @@ def make_variables(lm: LinearModel, st: Structure) -> Variables:
                 cost = o.cost(inst, t, migrated)
                 if key not in best or cost < best[key][0] - 1e-12:
                     best[key] = (cost, i)
+        if dominate:  # a tier costing no less than a higher one is dominated (see module docstring)
+            for key in [(n, t) for (n, t), (cost, _) in best.items()
+                        if any(n2 == n and t2 > t and cost2 <= cost + 1e-12 for (n2, t2), (cost2, _) in best.items())]:
+                del best[key]
         for (_, t), (_, i) in sorted(best.items(), key=lambda kv: (kv[1][1], kv[0][1])):
             o = ci.options[c.job][i]
             var.z[c.job, i, t] = lm.var(f"z[{c.job},{i},{t}]", 1)
