@@ -118,6 +118,11 @@ def _fractional_pack(mk: Builder) -> Instance:
     return mk([node("n0", 1)], fractional=[frac("f1", 600), frac("f2", 600), frac("f3", 400)])
 
 
+def _home_spill(mk: Builder) -> Instance:
+    home = {**frac("h", 500), "preemptible": False, "running": {"gpus": ["n0/0"]}}
+    return mk([node("n0", 2)], fractional=[home, frac("a", 500), frac("b", 500), frac("c", 500)])
+
+
 def _migration(weight: float) -> Callable[[Builder], Instance]:
     def build(mk: Builder) -> Instance:
         jobs = [train("r0", preemptible=False, running={"gpus": ["n0/0"]}),
@@ -187,6 +192,10 @@ ORACLE_CASES: dict[str, HandCase] = {
     # one GPU: f1 + f3 = 1000 milli fits exactly, f2 unplaced (10 x 0.6);
     # node 110 W, extra 0.6 x 90 + 0.4 x 90 W
     "fractional_pack": HandCase(_fractional_pack, (110 + 54 + 36) * W + 6.0),
+    # three 500-milli tasks of one size class beside a pinned one on a 2-GPU node: two fill the
+    # free GPU and the third the pinned task's GPU (the model only counts the class; decoding
+    # splits it between the new GPU's room and the home's). Node 120 W, 4 x 0.5 x 90 W.
+    "home_spill": HandCase(_home_spill, (120 + 180) * W),
     # r1 stays on n1: migrating saves n1 (0.12) but costs 1.0; both at 50 W (0.04 each)
     "migration_dear": HandCase(_migration(1.0), (2 * 120 + 2 * 40) * W),
     # migration weight 0.01 < 0.12: r1 moves next to r0 and n1 is powered down
