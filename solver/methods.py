@@ -52,7 +52,7 @@ REGISTRY: dict[str, str] = {
     "cpsat": "formulations.cpsat:solve_cpsat",
     "milp-cbc": "formulations.milp:solve_cbc",
     "milp-highs": "formulations.milp:solve_highs",
-    "milp-rins": "formulations.milp:solve_highs_rins",
+    "milp-rins": "formulations.milp:solve_rins_then_full",
     "lns": "solver.lns:lns_method",
     "pop": "solver.decompose:pop_method",
 }
@@ -68,7 +68,8 @@ DESCRIPTIONS: dict[str, str] = {
     "cpsat": "exact CP-SAT model (OR-Tools)",
     "milp-cbc": "exact MILP (PuLP + CBC)",
     "milp-highs": "exact MILP (HiGHS)",
-    "milp-rins": "HiGHS on RINS sub-MIPs around the warm start; bound from the full LP relaxation",
+    "milp-rins": ("HiGHS on RINS sub-MIPs around the warm start, then on the full model for the time left; "
+                  "bound from the LP relaxation or HiGHS"),
     "lns": "CP-SAT large-neighbourhood search from the better of greedy and lp-greedy",
     "pop": "POP-style decomposition by pod/rack, exact backend per part",
 }

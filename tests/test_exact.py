@@ -816,3 +816,17 @@ def test_a_large_late_hint_the_child_never_reads_leaves_no_writer_behind(monkeyp
     assert time.perf_counter() - t0 < 2.5
     assert out.status is Status.NO_SOLUTION and out.message == "killed at the deadline"
     assert errors == []
+
+
+def test_the_rins_method_uses_its_time_on_the_full_model() -> None:
+    """On small s4 the RINS rounds converge within 0.2 s at 380.45 (the optimum is 65.4028): the
+    method ``milp-rins`` then runs HiGHS on the full model for the time left and proves the optimum,
+    while the ``auto`` stage (:func:`solve_highs_rins`) stops after its rounds and leaves the time to LNS."""
+    from formulations.milp import solve_highs_rins, solve_rins_then_full
+
+    ci = CompiledInstance(solver.generate("small", 4))
+    stage = solve_highs_rins(ci, Deadline(10.0), None, 0, num_workers=1)
+    method = solve_rins_then_full(ci, Deadline(10.0), None, 0, num_workers=1)
+    assert stage.status is Status.FEASIBLE and stage.objective is not None and stage.objective > 300.0
+    assert method.status is Status.OPTIMAL and same(method.objective, 65.4028) and same(method.bound, 65.4028)
+    assert "then the full model: HiGHS Optimal" in method.message
