@@ -320,6 +320,10 @@ class ExactModel:
                     left.remove(pick)
                     filled[home] = hc.patterns[pick].joins
         room_home = {(h, q): a for h in sorted(filled) for q, a in enumerate(filled[h])}
+        homes_with_room: dict[tuple[int, int], list[int]] = defaultdict(list)  # (type, class) -> homes, in order
+        for (home, cls), a in room_home.items():
+            if a > 0:
+                homes_with_room[int(ci.gpu_type[st.home_gpus[home]]), cls].append(home)
         # the tasks of a class shared on a type fill the new GPUs' room first, then the homes'
         # (fractional_capacity: their number fits the sum); a task avoids its own old GPU
         for (j, k), x in sorted(var.fshare.items()):
@@ -333,11 +337,12 @@ class ExactModel:
                 r[q] -= 1
                 placements[j] = self._placement(j, [g], None, 1)
                 continue
-            homes = [h for (h, qq), n in room_home.items() if qq == q and n > 0
-                     and int(ci.gpu_type[st.home_gpus[h]]) == k]
+            homes = homes_with_room.get((k, q), [])
             h = next((h for h in homes if h != own), homes[0] if homes else None)
             if h is not None:
                 room_home[h, q] -= 1
+                if not room_home[h, q]:
+                    homes.remove(h)
                 placements[j] = self._placement(j, [st.home_gpus[h]], None, 1)
                 continue
             # only when the fractional family was skipped
