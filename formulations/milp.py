@@ -251,9 +251,8 @@ class _RinsBackend:
             report(best, best_obj, bound)  # the last round's incumbent, in case the full run is killed
             full = _highs_backend(threads)(model, best, end - time.perf_counter(), seed, report)
             notes.append(f"then the full model: {full.message}")
-            if full.values is not None:
-                values = np.rint(full.values)
-                obj = lm.evaluate(values)
+            if full.values is not None and full.objective is not None:  # objective: of the rounded values
+                values, obj = np.rint(full.values), full.objective
                 if obj < best_obj - 1e-9 and not lm.violated(values):
                     best, best_obj = values, obj
                 if full.status == Status.OPTIMAL and obj <= best_obj + 1e-9:
