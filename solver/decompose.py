@@ -43,6 +43,7 @@ from solver.compiled import CompiledInstance
 from solver.heuristics.pricing import start_decision, warm_start
 from solver.methods import MethodOutput, available
 from solver.model import FractionalTask, InferenceService, Instance, TrainingJob
+from solver.portfolio import CHECK_S_PER_ITEM
 from solver.result import Decision, Placement, Status
 from solver.stop import Deadline
 
@@ -218,8 +219,6 @@ def pop_decompose(ci: CompiledInstance, deadline: Deadline, start: Decision, see
     inst = ci.instance
     k = n_parts if n_parts is not None else max(2, math.ceil(len(ci.gpu_ids) / PART_GPUS))
     parts = split_nodes(ci, k)
-    from solver.portfolio import CHECK_S_PER_ITEM
-
     check_s = CHECK_S_PER_ITEM * (len(ci.gpu_ids) + len(ci.jobs))  # checking the merged decision at the end
     waves = math.ceil(len(parts) / PARALLEL)
     per_part_s = (deadline.remaining() - STARTUP_S - check_s) / waves - PART_OVERRUN_S
