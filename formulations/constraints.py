@@ -4,8 +4,9 @@ The math of every family is in ``docs/formulations.md``; each method's docstring
 it. Notation: :math:`z_{jit}` option :math:`i` of job :math:`j` within level :math:`t`,
 :math:`\kappa_{ji}` keep, :math:`w_{tuk n\tau}` tier-:math:`t` gangs of size :math:`n` inside
 unit :math:`u`, :math:`g_{ts\tau}` their tp-groups in slot :math:`s`, :math:`P_{k\tau s}`
-pooled tp-groups, :math:`o_v` node on, :math:`n_i` the option's GPUs, :math:`\tau` its tp
-degree, :math:`C_s` slot capacity.
+pooled tp-groups (:math:`\tau > 1`), :math:`P_k` pooled single GPUs, :math:`y_{kp}` newly shared
+GPUs by pattern, :math:`o_v` node on, :math:`n_i` the option's GPUs, :math:`\tau` its tp degree,
+:math:`C_s` slot capacity.
 """
 
 from __future__ import annotations
@@ -62,8 +63,9 @@ class Constraints:
 
     # ------------------------------------------------------------------ helpers
     def slot_usage(self, s: int) -> Expr:
-        r"""GPUs of slot :math:`s` in use: :math:`\sum_{t,\tau} \tau g_{ts\tau} + \sum_\tau \tau P_{k\tau s}
-        + \text{shared}_s + \sum_{h \in s} u_h + \sum_j occ_{js} \sum_i \kappa_{ji}`."""
+        r"""GPUs of slot :math:`s` in use, apart from pooled single GPUs and newly shared ones (which
+        only the type's row counts): :math:`\sum_{t,\tau} \tau g_{ts\tau} + \sum_{\tau > 1} \tau P_{k\tau s}
+        + \sum_{h \in s} u_h + \sum_j occ_{js} \sum_i \kappa_{ji}`."""
         st, var = self.st, self.var
         if not hasattr(self, "_usage"):
             usage: dict[int, Expr] = defaultdict(dict)
@@ -71,8 +73,6 @@ class Constraints:
                 usage[s2][x] = float(tp)
             for (_, tp, s2), x in var.pool.items():
                 usage[s2][x] = float(tp)
-            for s2, x in var.shared.items():
-                usage[s2][x] = 1.0
             for h, x in var.home_used.items():
                 usage[st.slot_of_gpu[st.home_gpus[h]]][x] = 1.0
             for (j, _), x in var.keep.items():
@@ -105,7 +105,8 @@ class Constraints:
 
     def _gang(self) -> None:
         r"""All-or-nothing gangs on one type, placed anywhere (tier 4 or tier-free):
-        :math:`\sum_s \tau P_{k\tau s} = \sum_{(j,i,t) \in \text{pool}(k,\tau)} n_i z_{jit}`."""
+        :math:`\sum_s \tau P_{k\tau s} = \sum_{(j,i,t) \in \text{pool}(k,\tau)} n_i z_{jit}` for
+        :math:`\tau > 1`, :math:`P_k = \sum_{(j,i,t) \in \text{pool}(k,1)} n_i z_{jit}`."""
         st, var, ci = self.st, self.var, self.ci
         per_pool: dict[tuple[int, int], Expr] = defaultdict(dict)
         for (j, i, t), x in var.z.items():
@@ -114,6 +115,8 @@ class Constraints:
                 per_pool[c.type_index, c.tp][x] = -float(ci.options[j][i].num_gpus)
         for (k, tp, _), x in var.pool.items():
             per_pool[k, tp][x] = float(tp)
+        for k, x in var.singles.items():
+            per_pool[k, 1][x] = 1.0
         for key in sorted(per_pool):
             self.lm.add("gang", per_pool[key], lo=0.0, hi=0.0)
 
@@ -158,11 +161,37 @@ class Constraints:
         for fkey in sorted(flow):
             self.lm.add("locality", flow[fkey], lo=0.0, hi=0.0)
 
+    def type_usage(self, k: int) -> Expr:
+        r"""GPUs of type :math:`k` in use: :math:`\sum_{s \in k} \text{usage}_s + P_k + \sum_p y_{kp}`."""
+        st, var = self.st, self.var
+        expr: Expr = {}
+        for slot in st.slots:
+            if slot.type_index == k:
+                _add_to(expr, self.slot_usage(slot.index))
+        if k in var.singles:
+            expr[var.singles[k]] = 1.0
+        for p in range(len(st.patterns.get(k, ()))):
+            expr[var.pattern[k, p]] = 1.0
+        return expr
+
+    def counted_types(self) -> list[int]:
+        """Types with GPUs counted per type only (pooled single GPUs or newly shared GPUs)."""
+        return sorted(set(self.var.singles) | set(self.st.patterns))
+
     def _gpu_capacity(self) -> None:
-        r"""Whole GPUs of a slot: :math:`\text{usage}_s \le C_s` (kept running jobs, new gangs,
-        pooled groups, newly shared and home GPUs)."""
-        for slot in self.st.slots:
+        r"""Whole GPUs of a slot: :math:`\text{usage}_s \le C_s` (kept running jobs, new groups,
+        home GPUs); of a type :math:`k`, with the pooled single GPUs and the newly shared ones:
+        :math:`\sum_{s \in k} \text{usage}_s + P_k + \sum_p y_{kp} \le \sum_{s \in k} C_s`.
+
+        Both take one GPU each and fit any free GPU of the type, so the type's free GPUs are
+        all they need (exact); ``node_power`` restricts them to powered nodes.
+        """
+        st = self.st
+        for slot in st.slots:
             self.lm.add("gpu_capacity", self.slot_usage(slot.index), hi=float(slot.capacity))
+        for k in self.counted_types():
+            self.lm.add("gpu_capacity", self.type_usage(k),
+                        hi=float(sum(slot.capacity for slot in st.slots if slot.type_index == k)))
 
     def _fractional_capacity(self) -> None:
         r"""Milli-GPU and memory of shared GPUs, through packing patterns.
@@ -173,8 +202,7 @@ class Constraints:
         room to the tasks of each size class :math:`q` shared on type :math:`k`:
 
         .. math::
-            \sum_{j \in q} x_{jk} \le \sum_p a_{pq} y_{kp} + \sum_{c \in k} \sum_p a_{cpq} \Lambda_{cp}, \quad
-            \sum_{s \in k} \text{sh}_s = \sum_p y_{kp},
+            \sum_{j \in q} x_{jk} \le \sum_p a_{pq} y_{kp} + \sum_{c \in k} \sum_p a_{cpq} \Lambda_{cp},
 
             \sum_{h \in H_c} u_h = \sum_p \Lambda_{cp}, \quad
             \sum_{h \in H_c} \kappa_{j(h, r)} \le \sum_{p \ni r} \Lambda_{cp}, \quad
@@ -184,7 +212,8 @@ class Constraints:
         non-negative integers, so any count up to their sum splits into a part that fits the
         new GPUs and a part that fits the homes, and which tasks of a class go where changes
         neither cost nor power. Separate variables for the two (the first version) gave every
-        solution many equal-cost copies.
+        solution many equal-cost copies. The newly shared GPUs, :math:`\sum_p y_{kp}` of them,
+        take free GPUs of the type (``gpu_capacity``'s type row).
         """
         st, var, ci = self.st, self.var, self.ci
         lm = self.lm
@@ -196,10 +225,6 @@ class Constraints:
                 for p, pat in enumerate(pats):
                     if pat[q]:
                         room[k, q][var.pattern[k, p]] = -float(pat[q])
-            bal: Expr = {var.shared[s.index]: 1.0 for s in st.slots if s.type_index == k}
-            for p in range(len(pats)):
-                bal[var.pattern[k, p]] = -1.0
-            lm.add("fractional_capacity", bal, lo=0.0, hi=0.0)
         # home GPUs: the used homes of a class are filled by its patterns (counted), which give room
         # to joining tasks and to the residents at their positions
         for (c, pi), x in var.hpat.items():
@@ -241,11 +266,22 @@ class Constraints:
             self.lm.add("running", expr, lo=1.0, hi=1.0)
 
     def _node_power(self) -> None:
-        r"""A node runs work only if powered: :math:`\sum_{s \in v} \text{usage}_s \le C_v o_v`."""
+        r"""A node runs work only if powered: :math:`\sum_{s \in v} \text{usage}_s \le C_v o_v`, and the
+        GPUs counted per type fit on powered nodes:
+        :math:`\sum_{s \in k} \text{usage}_s + P_k + \sum_p y_{kp} \le \sum_{s \in k} C_s o_{v(s)}`."""
         st, var, lm = self.st, self.var, self.lm
         for v, x in var.on.items():
             expr = self.node_load(v)
             expr[x] = -float(st.node_capacity[v])
+            lm.add("node_power", expr, hi=0.0)
+        if not var.on:
+            return
+        for k in self.counted_types():
+            expr = self.type_usage(k)
+            for slot in st.slots:
+                if slot.type_index == k:
+                    x = var.on[slot.node]
+                    expr[x] = expr.get(x, 0.0) - float(slot.capacity)
             lm.add("node_power", expr, hi=0.0)
 
     def _power_budget(self) -> None:

@@ -140,11 +140,9 @@ class ExactModel:
                 x[z0] = 1
                 for s, n in per_slot.items():
                     pool[c.type_index, c.tp, s] += n // c.tp
-        shared: dict[int, int] = defaultdict(int)
         pattern: dict[tuple[int, int], int] = defaultdict(int)
         for g, jobs in bins.items():
             k = int(ci.gpu_type[g])
-            shared[st.slot_of_gpu[g]] += 1
             need = [0] * len(st.size_classes)
             for j in jobs:
                 need[st.size_of_job[j]] += 1
@@ -157,16 +155,16 @@ class ExactModel:
             v = next((v for v, n in enumerate(ci.instance.nodes) if n.id == nid), None)
             if v is not None and v not in used_nodes:
                 on[v] = 0
-        # canonical order of interchangeable nodes (matches the symmetry rows)
+        # canonical order of interchangeable nodes (matches the symmetry rows, whose loads leave
+        # out pooled single GPUs and newly shared ones)
         slot_map = {s.index: s.index for s in st.slots}
         node_map = {v: v for v in on}
         load: dict[int, int] = defaultdict(int)
         for (_, s, tp), n in groups.items():
             load[st.slots[s].node] += n * tp
         for (_, tp, s), n in pool.items():
-            load[st.slots[s].node] += n * tp
-        for s, n in shared.items():
-            load[st.slots[s].node] += n
+            if tp > 1:
+                load[st.slots[s].node] += n * tp
         if "symmetry" not in self.lm.skip_families:
             for nodes in st.symmetry_classes:
                 order = sorted(nodes, key=lambda v: (-load[v], -on[v], v))
@@ -182,10 +180,10 @@ class ExactModel:
             if u is not None and (t, u, k, n, tp) in var.within:
                 x[var.within[t, u, k, n, tp]] += count
         for (k, tp, s), n in pool.items():
-            if (k, tp, slot_map[s]) in var.pool:
+            if tp == 1 and k in var.singles:
+                x[var.singles[k]] += n
+            elif (k, tp, slot_map[s]) in var.pool:
                 x[var.pool[k, tp, slot_map[s]]] += n
-        for s, n in shared.items():
-            x[var.shared[slot_map[s]]] += n
         for key, n in pattern.items():
             x[var.pattern[key]] = n
         for hci, hc in enumerate(st.home_classes):  # per used home, the first pattern with room for its filling
@@ -207,7 +205,9 @@ class ExactModel:
         """Map an assignment to exact GPU ids, deterministically (slot and job order).
 
         Whole-GPU groups take the free GPUs of their slot (a migrating job prefers GPUs
-        it does not already hold); new shared GPUs are filled pattern by pattern.
+        it does not already hold); then pooled single GPUs and new shared GPUs take free GPUs
+        of their type on powered nodes, in slot order; new shared GPUs are filled pattern by
+        pattern.
         Assignments that break skipped families still yield a decision (the checker
         then reports what is wrong).
         """
@@ -239,6 +239,31 @@ class ExactModel:
                 free[s].remove(g)
             if len(pick) < n:  # only when a capacity family was skipped
                 pick += list(st.slots[s].gpus[: n - len(pick)])
+            return pick
+
+        powered: dict[int, list[int]] = defaultdict(list)  # type -> slots on powered nodes, in order
+        for slot in st.slots:
+            if slot.node not in var.on or val[var.on[slot.node]]:
+                powered[slot.type_index].append(slot.index)
+        first: dict[int, int] = defaultdict(int)  # type -> its first powered slot with a free GPU
+
+        def take_any(k: int, n: int, avoid: frozenset[int]) -> list[int]:
+            """``n`` free GPUs of type ``k`` on powered nodes, in slot order (``gpu_capacity``'s
+            type row says there are enough); GPUs in ``avoid`` only if no other is left."""
+            slots = powered[k]
+            pick: list[int] = []
+            for later in (False, True):
+                i = first[k]
+                while len(pick) < n and i < len(slots):
+                    got = [g for g in free[slots[i]] if (g in avoid) == later][: n - len(pick)]
+                    for g in got:
+                        free[slots[i]].remove(g)
+                    pick += got
+                    i += 1
+            while first[k] < len(slots) and not free[slots[first[k]]]:
+                first[k] += 1
+            if len(pick) < n:  # only when a capacity family was skipped
+                pick += [g for slot in st.slots if slot.type_index == k for g in slot.gpus][: n - len(pick)]
             return pick
 
         def avoid_of(j: int) -> frozenset[int]:
@@ -280,20 +305,21 @@ class ExactModel:
             for j, i in jobs:
                 o = ci.options[j][i]
                 placements[j] = self._placement(j, groups_of(queue, j, o, tp, k), o.power_cap_w, o.tp)
-        for (k, tp), jobs in sorted(pooled.items()):
+        for (k, tp), jobs in sorted(pooled.items(), key=lambda kv: (kv[0][1] == 1, kv[0])):  # single GPUs last
             queue = [s for s in range(len(st.slots)) for _ in range(int(val[var.pool[k, tp, s]])
                                                                       if (k, tp, s) in var.pool else 0)]
             for j, i in jobs:
                 o = ci.options[j][i]
-                placements[j] = self._placement(j, groups_of(queue, j, o, tp, k), o.power_cap_w, o.tp)
-        self._decode_fractional(val, placements, take)
+                gpus = take_any(k, o.num_gpus, avoid_of(j)) if tp == 1 else groups_of(queue, j, o, tp, k)
+                placements[j] = self._placement(j, gpus, o.power_cap_w, o.tp)
+        self._decode_fractional(val, placements, take_any)
         off: tuple[str, ...] = ()
         if inst.objective.allow_power_down:
             off = tuple(inst.nodes[v].id for v, x in var.on.items() if not val[x])
         return Decision(tuple(placements[j] for j in sorted(placements)), off)
 
     def _decode_fractional(self, val: npt.NDArray[np.int64], placements: dict[int, Placement],
-                           take: Callable[[int, int, frozenset[int]], list[int]]) -> None:
+                           take_any: Callable[[int, int, frozenset[int]], list[int]]) -> None:
         ci, st, var = self.ci, self.st, self.var
         for j, x in var.fkeep.items():
             if val[x]:
@@ -301,12 +327,8 @@ class ExactModel:
         # rooms of the newly shared GPUs (one entry per GPU, its pattern's counts per class)
         new_room: dict[int, list[tuple[int, list[int]]]] = {}  # type -> [(GPU, room per class)]
         for k, pats in st.patterns.items():
-            gpus: list[int] = []
-            for s in st.slots:
-                if s.type_index == k and s.index in var.shared:
-                    gpus += take(s.index, int(val[var.shared[s.index]]), frozenset())
             rooms = [list(pats[p]) for p in range(len(pats)) for _ in range(int(val[var.pattern[k, p]]))]
-            new_room[k] = list(zip(gpus, rooms, strict=False))
+            new_room[k] = list(zip(take_any(k, len(rooms), frozenset()), rooms, strict=False))
         filled: dict[int, tuple[int, ...]] = {}  # used home -> joins its pattern has room for
         for hci, hc in enumerate(st.home_classes):
             left = [pi for pi in range(len(hc.patterns)) for _ in range(int(val[var.hpat[hci, pi]]))]

@@ -7,8 +7,11 @@ r"""Typed containers of the model's variables (all integer; binary when the boun
 ``within[t, u, k, n, tp]`` number of tier-``t`` gangs of ``n`` GPUs (type ``k``, tp degree
                         ``tp``) placed inside unit ``u`` of level ``t`` (``t <= 3``)
 ``groups[t, s, tp]``    tp-groups in slot ``s`` that belong to tier-``t`` gangs
-``pool[k, tp, s]``      tp-groups in slot ``s`` of gangs placed anywhere (tier 4, or classes
-                        whose cost does not depend on the tier)
+``pool[k, tp, s]``      tp-groups (``tp > 1``) in slot ``s`` of gangs placed anywhere (tier 4,
+                        or classes whose cost does not depend on the tier)
+``singles[k]``          GPUs of type ``k`` held by the 1-GPU groups (``tp = 1``) of gangs
+                        placed anywhere: any free GPU of the type on a powered node will do,
+                        so only their number is decided
 ``on[v]``               node ``v`` is powered (only when power-down is allowed)
 ``fkeep[j]``            running fractional task ``j`` stays on its GPU
 ``fshare[j, k]``        fractional task ``j`` on a shared GPU of type ``k``: a newly shared one
@@ -16,8 +19,8 @@ r"""Typed containers of the model's variables (all integer; binary when the boun
                         decide which (same cost, same power)
 ``pattern[k, p]``       newly shared GPUs of type ``k`` packed with pattern ``p``
 ``hpat[c, p]``          home GPUs of home class ``c`` filled by its pattern ``p``
-``home_used[h]``        home GPU ``h`` holds fractional work
-``shared[s]``           newly shared GPUs in slot ``s``
+``home_used[h]``        home GPU ``h`` holds fractional work (newly shared GPUs are
+                        counted by ``pattern`` only: any free GPU of the type will do)
 ======================  ==========================================================
 
 Dominated variables are not created (no power budget; the argument needs "at most one
@@ -50,13 +53,13 @@ class Variables:
     within: dict[tuple[int, int, int, int, int], int] = field(default_factory=dict)
     groups: dict[tuple[int, int, int], int] = field(default_factory=dict)
     pool: dict[tuple[int, int, int], int] = field(default_factory=dict)
+    singles: dict[int, int] = field(default_factory=dict)
     on: dict[int, int] = field(default_factory=dict)
     fkeep: dict[int, int] = field(default_factory=dict)
     fshare: dict[tuple[int, int], int] = field(default_factory=dict)
     pattern: dict[tuple[int, int], int] = field(default_factory=dict)
     hpat: dict[tuple[int, int], int] = field(default_factory=dict)
     home_used: dict[int, int] = field(default_factory=dict)
-    shared: dict[int, int] = field(default_factory=dict)
     class_of: dict[tuple[int, int], int] = field(default_factory=dict)
     _tiers: dict[tuple[int, int], list[tuple[int, int]]] = field(default_factory=dict)
 
@@ -127,6 +130,9 @@ def make_variables(lm: LinearModel, st: Structure) -> Variables:
                         ub = demand if loose else st.slots[si].usable(tp)
                         var.groups[t, si, tp] = lm.var(f"groups[{t},{si},{tp}]", ub // tp)
     for k, tp in sorted(pools):
+        if tp == 1:  # 1-GPU groups fit any free GPU of the type: one count (gpu_capacity's type row)
+            var.singles[k] = lm.var(f"singles[{k}]", demand if loose else type_gpus[k])
+            continue
         for slot in st.slots:
             if slot.type_index == k and slot.usable(tp) > 0:
                 ub = demand if loose else slot.usable(tp)
@@ -149,9 +155,6 @@ def make_variables(lm: LinearModel, st: Structure) -> Variables:
     for k, pats in st.patterns.items():
         for p in range(len(pats)):
             var.pattern[k, p] = lm.var(f"pattern[{k},{p}]", type_gpus[k])
-        for s in st.slots:
-            if s.type_index == k:
-                var.shared[s.index] = lm.var(f"shared[{s.index}]", s.capacity)
     for h in range(len(st.home_gpus)):
         var.home_used[h] = lm.var(f"home_used[{h}]", 1)
     for hci, hc in enumerate(st.home_classes):

@@ -155,6 +155,24 @@ def test_node_power() -> None:
 
 
 @pytest.mark.parametrize("name", list(BACKENDS))
+def test_single_gpus_take_free_gpus_of_powered_nodes(name: str) -> None:
+    """Four 2-GPU nodes (n0's host draws 200 W), a 2-GPU tp-2 job and three 1-GPU jobs: n0 off,
+    the others on (0.36), p at 50 W (0.08), the singles 0.04 each. The singles are counted per
+    type, so decoding must put them on free GPUs of powered nodes (not n0, first in slot order),
+    away from p's node."""
+    nodes = [{"id": f"n{v}", "gpu_count": 2, "host_power_w": 200.0 if v == 0 else 100.0} for v in range(4)]
+    inst = instance(nodes, [train("p", 2, 7200, tp=2), *(train(f"s{i}", 1, 1800) for i in range(3))])
+    out = run(inst, BACKENDS[name])
+    assert out.status is Status.OPTIMAL
+    assert out.objective == pytest.approx(0.36 + 0.08 + 3 * 0.04, abs=1e-9)
+    assert solver.check(inst, out.decision).objective == pytest.approx(out.objective, abs=1e-9)
+    assert out.decision.powered_off_nodes == ("n0",)
+    used = [g for p in out.decision.placements for g in p.gpus]
+    assert len(used) == len(set(used)) == 5
+    assert not {g.split("/")[0] for g in used} & set(out.decision.powered_off_nodes)
+
+
+@pytest.mark.parametrize("name", list(BACKENDS))
 def test_power_budget(name: str) -> None:
     """200 W forbids the 100 W cap (120 + 180 W): the job runs at 50 W and misses its deadline."""
     job = train("a", 2, 3600, deadline_s=2000.0)
