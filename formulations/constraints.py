@@ -5,8 +5,8 @@ it. Notation: :math:`z_{jit}` option :math:`i` of job :math:`j` within level :ma
 :math:`\kappa_{ji}` keep, :math:`w_{tuk n\tau}` tier-:math:`t` gangs of size :math:`n` inside
 unit :math:`u`, :math:`g_{ts\tau}` their tp-groups in slot :math:`s`, :math:`P_{k\tau s}`
 pooled tp-groups (:math:`\tau > 1`), :math:`P_k` pooled single GPUs, :math:`y_{kp}` newly shared
-GPUs by pattern, :math:`o_v` node on, :math:`n_i` the option's GPUs, :math:`\tau` its tp degree,
-:math:`C_s` slot capacity.
+GPUs by pattern, :math:`f_s` free GPUs of slot :math:`s`, :math:`o_v` node on, :math:`n_i` the
+option's GPUs, :math:`\tau` its tp degree, :math:`C_s` slot capacity.
 """
 
 from __future__ import annotations
@@ -161,16 +161,11 @@ class Constraints:
         for fkey in sorted(flow):
             self.lm.add("locality", flow[fkey], lo=0.0, hi=0.0)
 
-    def type_usage(self, k: int) -> Expr:
-        r"""GPUs of type :math:`k` in use: :math:`\sum_{s \in k} \text{usage}_s + P_k + \sum_p y_{kp}`."""
-        st, var = self.st, self.var
-        expr: Expr = {}
-        for slot in st.slots:
-            if slot.type_index == k:
-                _add_to(expr, self.slot_usage(slot.index))
-        if k in var.singles:
-            expr[var.singles[k]] = 1.0
-        for p in range(len(st.patterns.get(k, ()))):
+    def counted(self, k: int) -> Expr:
+        r"""GPUs of type :math:`k` counted per type only: :math:`P_k + \sum_p y_{kp}`."""
+        var = self.var
+        expr: Expr = {var.singles[k]: 1.0} if k in var.singles else {}
+        for p in range(len(self.st.patterns.get(k, ()))):
             expr[var.pattern[k, p]] = 1.0
         return expr
 
@@ -180,18 +175,26 @@ class Constraints:
 
     def _gpu_capacity(self) -> None:
         r"""Whole GPUs of a slot: :math:`\text{usage}_s \le C_s` (kept running jobs, new groups,
-        home GPUs); of a type :math:`k`, with the pooled single GPUs and the newly shared ones:
-        :math:`\sum_{s \in k} \text{usage}_s + P_k + \sum_p y_{kp} \le \sum_{s \in k} C_s`.
+        home GPUs), as :math:`\text{usage}_s + f_s = C_s` in types whose pooled single GPUs and
+        newly shared GPUs are counted per type; those fit on the free GPUs of their type:
+        :math:`P_k + \sum_p y_{kp} \le \sum_{s \in k} f_s`.
 
         Both take one GPU each and fit any free GPU of the type, so the type's free GPUs are
-        all they need (exact); ``node_power`` restricts them to powered nodes.
+        all they need (exact); ``node_power`` restricts them to powered nodes. :math:`f_s` is
+        defined by its slot's equality, so it adds no choice.
         """
-        st = self.st
+        st, var, lm = self.st, self.var, self.lm
         for slot in st.slots:
-            self.lm.add("gpu_capacity", self.slot_usage(slot.index), hi=float(slot.capacity))
+            if slot.index in var.free:
+                lm.define(var.free[slot.index], "gpu_capacity", self.slot_usage(slot.index), float(slot.capacity))
+            else:
+                lm.add("gpu_capacity", self.slot_usage(slot.index), hi=float(slot.capacity))
         for k in self.counted_types():
-            self.lm.add("gpu_capacity", self.type_usage(k),
-                        hi=float(sum(slot.capacity for slot in st.slots if slot.type_index == k)))
+            expr = self.counted(k)
+            for slot in st.slots:
+                if slot.type_index == k:
+                    expr[var.free[slot.index]] = -1.0
+            lm.add("gpu_capacity", expr, hi=0.0)
 
     def _fractional_capacity(self) -> None:
         r"""Milli-GPU and memory of shared GPUs, through packing patterns.
@@ -266,9 +269,9 @@ class Constraints:
             self.lm.add("running", expr, lo=1.0, hi=1.0)
 
     def _node_power(self) -> None:
-        r"""A node runs work only if powered: :math:`\sum_{s \in v} \text{usage}_s \le C_v o_v`, and the
-        GPUs counted per type fit on powered nodes:
-        :math:`\sum_{s \in k} \text{usage}_s + P_k + \sum_p y_{kp} \le \sum_{s \in k} C_s o_{v(s)}`."""
+        r"""A node runs work only if powered: :math:`\sum_{s \in v} \text{usage}_s \le C_v o_v`; the GPUs
+        counted per type fit on the free GPUs of powered nodes (a node that is off has
+        :math:`f_s = C_s`): :math:`P_k + \sum_p y_{kp} \le \sum_{s \in k} (f_s - C_s (1 - o_{v(s)}))`."""
         st, var, lm = self.st, self.var, self.lm
         for v, x in var.on.items():
             expr = self.node_load(v)
@@ -277,12 +280,15 @@ class Constraints:
         if not var.on:
             return
         for k in self.counted_types():
-            expr = self.type_usage(k)
+            expr = self.counted(k)
+            cap = 0.0
             for slot in st.slots:
                 if slot.type_index == k:
-                    x = var.on[slot.node]
-                    expr[x] = expr.get(x, 0.0) - float(slot.capacity)
-            lm.add("node_power", expr, hi=0.0)
+                    expr[var.free[slot.index]] = -1.0
+                    o = var.on[slot.node]
+                    expr[o] = expr.get(o, 0.0) - float(slot.capacity)
+                    cap += float(slot.capacity)
+            lm.add("node_power", expr, hi=-cap)
 
     def _power_budget(self) -> None:
         r"""Cluster power: :math:`\sum_v P^{idle}_v o_v + \sum p_{ji} (z, \kappa, x) \le B` (watts)."""

@@ -10,6 +10,10 @@ integer data is made from the model's real coefficients:
   :math:`\epsilon = \frac{1}{S} \big(\sum_{J} \max_{i \in J} e_i^+ + \sum_{i \notin \cup J}
   e_i^+ u_i\big)`, where the groups :math:`J` are one job's placement variables (at most one
   of them is 1). The reported bound :math:`b_{CP}/S + c_0 - \epsilon` is therefore valid.
+* **Defined variables** (a slot's free GPUs, see ``LinearModel.define``) are substituted by
+  their definition in every other row (``LinearModel.substituted``): CP-SAT gets the dense
+  per-type capacity rows, with which it proved medium more often than with the sparse ones
+  that HiGHS gets (docs/formulations.md, **gpu_capacity**).
 * **Rows**: multiplied by the smallest :math:`10^d` (:math:`d \le 6`) that makes every
   coefficient integral, then :math:`lo \to \lceil lo \rceil`, :math:`hi \to \lfloor hi \rfloor`
   (exact, the left side being integral). A row that stays fractional at :math:`10^6`
@@ -142,6 +146,7 @@ def cpsat_model(model: ExactModel, scaling: Scaling, extra_rows: Sequence[Row] =
     for k, r in enumerate(itertools.chain(lm.rows, extra_rows)):
         if k % 2000 == 0 and lm.deadline is not None and lm.deadline.remaining() < 0.05:
             return None
+        r = lm.substituted(r)
         coefs, lo, hi = scaling.row(r)
         expr = cp_model.LinearExpr.weighted_sum([xs[i] for i in r.index], coefs)
         if lo == hi:

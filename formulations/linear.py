@@ -67,6 +67,9 @@ class LinearModel:
     infeasible_reason: str = ""
     #: Variables of which at most one is 1 in any feasible assignment (one job's placements).
     exclusive: list[list[int]] = field(default_factory=list)
+    #: Defined variables: variable -> index of the equality row (coefficient 1 on it) that
+    #: defines it from the others (see :meth:`substituted`).
+    defined: dict[int, int] = field(default_factory=dict)
 
     @property
     def num_vars(self) -> int:
@@ -89,6 +92,42 @@ class LinearModel:
         if not items:
             return
         self.rows.append(Row(family, tuple(i for i, _ in items), tuple(a for _, a in items), lo, hi))
+
+    def define(self, var: int, family: str, expr: Expr, value: float) -> None:
+        """Add the row ``expr + x[var] = value`` to ``family`` and mark ``var`` as defined by it."""
+        n = len(self.rows)
+        self.add(family, {**expr, var: 1.0}, lo=value, hi=value)
+        if len(self.rows) > n:
+            self.defined[var] = n
+
+    def substituted(self, r: Row) -> Row:
+        """Row ``r`` with every defined variable replaced by its definition
+        :math:`x_f = v - \\sum_i a_i x_i` (the defining rows themselves are returned as they are).
+
+        An exact rewrite: a backend that prefers dense rows to the extra variables (CP-SAT)
+        builds the substituted rows and keeps each defining row, where the defined variable is
+        then a singleton column that its presolve removes.
+        """
+        if not self.defined or not any(i in self.defined for i in r.index):
+            return r
+        changed = False
+        out: Expr = {}
+        shift = 0.0
+        for i, a in zip(r.index, r.value, strict=True):
+            k = self.defined.get(i)
+            if k is None or self.rows[k] is r:
+                out[i] = out.get(i, 0.0) + a
+                continue
+            d = self.rows[k]
+            changed = True
+            shift += a * d.lo
+            for j, b in zip(d.index, d.value, strict=True):
+                if j != i:
+                    out[j] = out.get(j, 0.0) - a * b
+        if not changed:  # a defining row
+            return r
+        items = [(i, a) for i, a in out.items() if a != 0.0]
+        return Row(r.family, tuple(i for i, _ in items), tuple(a for _, a in items), r.lo - shift, r.hi - shift)
 
     def add_cost(self, term: str, var: int, coef: float) -> None:
         """Add ``coef * x[var]`` to objective term ``term``."""

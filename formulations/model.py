@@ -49,7 +49,8 @@ class ExactModel:
         self.lm = LinearModel(deadline, skip_families)
         self.var: Variables = make_variables(self.lm, self.st)
         self.lm.check_time()
-        Constraints(self.lm, self.st, self.var).add_constraints()
+        self._constraints = Constraints(self.lm, self.st, self.var)
+        self._constraints.add_constraints()
         Objective(self.lm, self.st, self.var).add_objective()
 
     def placement_columns(self) -> list[int]:
@@ -198,6 +199,8 @@ class ExactModel:
         for v, flag in on.items():
             if v in var.on:
                 x[var.on[node_map[v]]] = flag
+        for s2, f in var.free.items():  # defined by the slot's gpu_capacity equality
+            x[f] = st.slots[s2].capacity - sum(a * x[i] for i, a in self._constraints.slot_usage(s2).items())
         return np.clip(x, self.lm.lb, self.lm.ub)
 
     # ------------------------------------------------------------------ values -> decision

@@ -21,6 +21,9 @@ r"""Typed containers of the model's variables (all integer; binary when the boun
 ``hpat[c, p]``          home GPUs of home class ``c`` filled by its pattern ``p``
 ``home_used[h]``        home GPU ``h`` holds fractional work (newly shared GPUs are
                         counted by ``pattern`` only: any free GPU of the type will do)
+``free[s]``             GPUs of slot ``s`` left free by the slot's own groups, kept jobs and
+                        home GPUs (defined by an equality; only in types with ``singles`` or
+                        ``pattern``, whose GPUs are counted per type)
 ======================  ==========================================================
 
 Dominated variables are not created (no power budget; the argument needs "at most one
@@ -60,6 +63,7 @@ class Variables:
     pattern: dict[tuple[int, int], int] = field(default_factory=dict)
     hpat: dict[tuple[int, int], int] = field(default_factory=dict)
     home_used: dict[int, int] = field(default_factory=dict)
+    free: dict[int, int] = field(default_factory=dict)
     class_of: dict[tuple[int, int], int] = field(default_factory=dict)
     _tiers: dict[tuple[int, int], list[tuple[int, int]]] = field(default_factory=dict)
 
@@ -157,6 +161,10 @@ def make_variables(lm: LinearModel, st: Structure) -> Variables:
             var.pattern[k, p] = lm.var(f"pattern[{k},{p}]", type_gpus[k])
     for h in range(len(st.home_gpus)):
         var.home_used[h] = lm.var(f"home_used[{h}]", 1)
+    counted = {k for k, _ in var.singles.items()} | set(st.patterns)
+    for s in st.slots:
+        if s.type_index in counted:
+            var.free[s.index] = lm.var(f"free[{s.index}]", s.capacity)
     for hci, hc in enumerate(st.home_classes):
         for p in range(len(hc.patterns)):
             var.hpat[hci, p] = lm.var(f"hpat[{hci},{p}]", len(hc.homes))

@@ -265,6 +265,27 @@ def test_hint_is_a_feasible_assignment_of_equal_cost() -> None:
     assert solver.check(inst, model.decode(x)).objective == pytest.approx(model.lm.evaluate(x), abs=1e-6)
 
 
+def test_defined_variables_substitute_exactly() -> None:
+    """Each slot's free GPUs ``free[s]`` are defined by its gpu_capacity equality; the rows CP-SAT
+    gets have them replaced by their definition, which leaves every row's slack unchanged at any
+    assignment that satisfies the definitions (here the warm start, with power-down)."""
+    ci = CompiledInstance(solver.generate("small", 1))
+    model = ExactModel(ci)
+    lm = model.lm
+    assert lm.defined and set(lm.defined) == set(model.var.free.values())
+    x = model.values_of(greedy_decision(ci))
+    changed = 0
+    for r in lm.rows:
+        sub = lm.substituted(r)
+        if sub is not r:
+            changed += 1
+            assert not set(sub.index) & set(lm.defined)
+            before = sum(a * x[i] for i, a in zip(r.index, r.value, strict=True))
+            after = sum(a * x[i] for i, a in zip(sub.index, sub.value, strict=True))
+            assert after - sub.hi == pytest.approx(before - r.hi, abs=1e-9)
+    assert changed == 2 * len(model.var.singles.keys() | {k for k, _ in model.var.pattern})  # both type rows
+
+
 def test_names_are_shared() -> None:
     assert FAMILIES[:3] == ("assignment", "gang", "tensor_parallel")
     assert OBJECTIVE_TERMS == ("energy", "slo", "tardiness", "unplaced", "migration")
