@@ -47,6 +47,9 @@ class Constraints:
     def __init__(self, lm: LinearModel, st: Structure, var: Variables) -> None:
         self.lm, self.st, self.var = lm, st, var
         self.ci = st.ci
+        #: Classes of identical pending jobs (see :meth:`_symmetry`): per class, per job in
+        #: index order, its placement variables in a common rank order.
+        self.identical: list[list[list[int]]] = []
 
     def add_constraints(self) -> None:
         """The families, in order (a skipped family's rows are dropped by the model)."""
@@ -320,7 +323,10 @@ class Constraints:
     def _symmetry(self) -> None:
         r"""Interchangeable nodes :math:`v_1, \dots, v_m` (same rack, type, domains, host power,
         no running work) are used in order: :math:`\text{load}_{v_r} \ge \text{load}_{v_{r+1}}`,
-        :math:`o_{v_r} \ge o_{v_{r+1}}`."""
+        :math:`o_{v_r} \ge o_{v_{r+1}}`. Identical pending jobs :math:`j_1 < \dots < j_m` (same
+        options, costs and power) choose in decreasing rank: with the placement variables
+        :math:`x_{j,1}, \dots, x_{j,R}` of a job in a common order,
+        :math:`\sum_r r\, x_{j_a r} \ge \sum_r r\, x_{j_{a+1} r}` (0 when unplaced)."""
         var = self.var
         for nodes in self.st.symmetry_classes:
             for a, b in itertools.pairwise(nodes):
@@ -329,3 +335,36 @@ class Constraints:
                 self.lm.add("symmetry", expr, lo=0.0)
                 if a in var.on:
                     self.lm.add("symmetry", {var.on[a]: 1.0, var.on[b]: -1.0}, lo=0.0)
+        if "assignment" in self.lm.skip_families:  # the ranks need "at most one choice per job"
+            return
+        self.identical = self._identical_jobs()
+        for jobs in self.identical:
+            for cols_a, cols_b in itertools.pairwise(jobs):
+                expr = {x: float(r + 1) for r, x in enumerate(cols_a)}
+                for r, x in enumerate(cols_b):
+                    expr[x] = -float(r + 1)
+                self.lm.add("symmetry", expr, lo=0.0)
+
+    def _identical_jobs(self) -> list[list[list[int]]]:
+        """Pending jobs that any solution can swap: same kind and size class, the same options
+        (type, GPUs, tp, cap, power at every tier) and the same objective coefficient on every
+        placement variable (exact float equality, so no two different jobs are ever grouped)."""
+        ci, st, var = self.ci, self.st, self.var
+        cost = self.lm.objective_array()
+        cols: dict[int, dict[tuple[int, int, int], int]] = defaultdict(dict)
+        for (j, i, t), x in var.z.items():
+            cols[j][0, i, t] = x
+        for (j, k), x in var.fshare.items():
+            cols[j][1, k, 0] = x
+        groups: dict[tuple[object, ...], list[int]] = defaultdict(list)
+        for j in sorted(cols):
+            job = ci.jobs[j]
+            if job.running is not None:
+                continue
+            keys = sorted(cols[j])
+            options = tuple((o.type_index, o.num_gpus, o.tp, o.power_cap_w, tuple(t[0].power_w for t in o.terms))
+                            for o in ci.options[j])
+            signature = (type(job).__name__, st.size_of_job.get(j), float(ci.unplaced_penalty[j]), options,
+                         tuple((key, float(cost[cols[j][key]])) for key in keys))
+            groups[signature].append(j)
+        return [[[cols[j][key] for key in sorted(cols[j])] for j in jobs] for jobs in groups.values() if len(jobs) > 1]

@@ -49,9 +49,9 @@ class ExactModel:
         self.lm = LinearModel(deadline, skip_families)
         self.var: Variables = make_variables(self.lm, self.st)
         self.lm.check_time()
+        Objective(self.lm, self.st, self.var).add_objective()  # first: the symmetry rows compare costs
         self._constraints = Constraints(self.lm, self.st, self.var)
         self._constraints.add_constraints()
-        Objective(self.lm, self.st, self.var).add_objective()
 
     def placement_columns(self) -> list[int]:
         """Variables that say how each job runs (option, tier, keep, fractional choice)."""
@@ -199,6 +199,13 @@ class ExactModel:
         for v, flag in on.items():
             if v in var.on:
                 x[var.on[node_map[v]]] = flag
+        for members in self._constraints.identical:  # identical jobs: choices in decreasing rank (symmetry rows)
+            ranks = sorted((next((r + 1 for r, xi in enumerate(cols) if x[xi] > 0.5), 0) for cols in members),
+                           reverse=True)
+            for cols, r in zip(members, ranks, strict=True):
+                x[cols] = 0.0
+                if r:
+                    x[cols[r - 1]] = 1.0
         for s2, f in var.free.items():  # defined by the slot's gpu_capacity equality
             x[f] = st.slots[s2].capacity - sum(a * x[i] for i, a in self._constraints.slot_usage(s2).items())
         return np.clip(x, self.lm.lb, self.lm.ub)

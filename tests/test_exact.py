@@ -570,7 +570,7 @@ def test_rootgap_diagnosis_small_s0() -> None:
         "cpu": "x", "cores": "2", "cores_usable": "2", "os": "linux",
         **{k: "1" for k in ("python", "gpuplan", "ortools", "pulp", "highspy", "numpy", "networkx", "pandas",
                             "matplotlib")}}, 5.0, dt.datetime(2026, 1, 2, 3, 4, 5))
-    assert "`python -m benchmarks rootgap --family small --seeds 0`" in text and "| small s0 | 1,111 / 211 |" in text
+    assert "`python -m benchmarks rootgap --family small --seeds 0`" in text and "| small s0 | 1,111 / 214 |" in text
 
 
 def test_highs_backends_run_after_the_host_process_used_highs() -> None:
@@ -616,7 +616,7 @@ def test_a_failed_highs_run_is_an_error_not_the_hint() -> None:
         "r = solver.solve(inst, 'milp-highs', time_limit_s=10)\n"
         "print(r.status.value, r.decision is None, r.bound, r.attempts[-1].message)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert re.search(r"error True None HiGHS failed to run \(model status Not Set\); 1111 variables, 211 rows, "
+    assert re.search(r"error True None HiGHS failed to run \(model status Not Set\); 1111 variables, 214 rows, "
                      r"solver started at \d+\.\d\d s$", out.stdout.strip()), out.stdout
 
 
@@ -696,7 +696,7 @@ def test_an_infeasible_claim_after_a_feasible_incumbent_returns_the_incumbent() 
     out = run_backend(ci, Deadline(10.0), hint, 0, backend)
     assert out.status is Status.FEASIBLE and out.objective == pytest.approx(hint_z) and out.bound is None
     assert out.decision is not None and ci.check(out.decision).objective == pytest.approx(hint_z)
-    assert out.message.startswith("says so; 1111 variables, 211 rows, solver started at ")
+    assert out.message.startswith("says so; 1111 variables, 214 rows, solver started at ")
     assert out.message.endswith("; claimed infeasible, but an incumbent satisfies every row: claim dropped, "
                                 "best incumbent returned")
 

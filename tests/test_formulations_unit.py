@@ -25,7 +25,7 @@ from solver.generate import generate
 from solver.heuristics import greedy_decision
 from solver.methods import MethodOutput
 from solver.model import FractionalTask, Instance
-from solver.result import Decision, Status
+from solver.result import Decision, Placement, Status
 from solver.stop import Deadline
 
 Backend = Callable[..., MethodOutput]
@@ -284,6 +284,31 @@ def test_defined_variables_substitute_exactly() -> None:
             after = sum(a * x[i] for i, a in zip(sub.index, sub.value, strict=True))
             assert after - sub.hi == pytest.approx(before - r.hi, abs=1e-9)
     assert changed == 2 * len(model.var.singles.keys() | {k for k, _ in model.var.pattern})  # both type rows
+
+
+def test_identical_jobs_choose_in_rank_order() -> None:
+    """Two identical pending jobs (a, b) and a third with a deadline (c, late at 50 W): one class
+    of two, one symmetry row, a warm start reordered to satisfy it, and the optimum of every
+    backend unchanged. One 2-GPU node: a and b at 50 W (0.04 each), c unplaced (10); placing c
+    at 100 W (0.045) instead of a or b costs 0.005 more."""
+    inst = instance([{"id": "n0", "gpu_count": 2}],
+                    [train("a", 1, 1800), train("b", 1, 1800), train("c", 1, 1800, deadline_s=2000.0)],
+                    objective={"allow_power_down": False})
+    ci = CompiledInstance(inst)
+    model = ExactModel(ci)
+    assert [[ci.jobs[x].id for x in (0, 1)]] == [["a", "b"]]
+    assert [len(m) for m in model._constraints.identical] == [2]
+    rank_rows = [r for r in model.lm.rows if r.family == "symmetry"]
+    assert len(rank_rows) == 1 and rank_rows[0].lo == 0.0
+    b_only = Decision((Placement("b", ("n0/0",), 50.0, inst.now_s, 1),))
+    x = model.values_of(b_only)  # b placed, a not: swapped into rank order
+    assert model.lm.violated(x) == []
+    assert model.lm.evaluate(x) == pytest.approx(solver.check(inst, b_only).objective, abs=1e-9)
+    for backend in BACKENDS.values():
+        out = run(inst, backend)
+        assert out.status is Status.OPTIMAL
+        assert out.objective == pytest.approx(0.12 + 0.04 + 0.04 + 10.0, abs=1e-9)
+        assert {p.job for p in out.decision.placements} == {"a", "b"}
 
 
 def test_names_are_shared() -> None:
