@@ -16,7 +16,7 @@ from collections import defaultdict
 
 from formulations.linear import Expr, LinearModel
 from formulations.structure import TIER_ANYWHERE, Structure
-from formulations.variables import Variables
+from formulations.variables import Variables, counted_types
 from solver.compiled import Option
 
 __all__ = ["FAMILIES", "Constraints"]
@@ -172,10 +172,6 @@ class Constraints:
             expr[var.pattern[k, p]] = 1.0
         return expr
 
-    def counted_types(self) -> list[int]:
-        """Types with GPUs counted per type only (pooled single GPUs or newly shared GPUs)."""
-        return sorted(set(self.var.singles) | set(self.st.patterns))
-
     def _gpu_capacity(self) -> None:
         r"""Whole GPUs of a slot: :math:`\text{usage}_s \le C_s` (kept running jobs, new groups,
         home GPUs), as :math:`\text{usage}_s + f_s = C_s` in types whose pooled single GPUs and
@@ -192,7 +188,7 @@ class Constraints:
                 lm.define(var.free[slot.index], "gpu_capacity", self.slot_usage(slot.index), float(slot.capacity))
             else:
                 lm.add("gpu_capacity", self.slot_usage(slot.index), hi=float(slot.capacity))
-        for k in self.counted_types():
+        for k in counted_types(self.var, self.st):
             expr = self.counted(k)
             for slot in st.slots:
                 if slot.type_index == k:
@@ -282,7 +278,7 @@ class Constraints:
             lm.add("node_power", expr, hi=0.0)
         if not var.on:
             return
-        for k in self.counted_types():
+        for k in counted_types(self.var, self.st):
             expr = self.counted(k)
             cap = 0.0
             for slot in st.slots:

@@ -67,7 +67,7 @@ RINS_MARGIN_SHARE = 0.08
 #: The method ``milp-rins`` (not the ``auto`` stage, which leaves that time to LNS) runs HiGHS on the full
 #: model, hinted with the RINS incumbent, when its rounds end with at least this many seconds left: on small
 #: instances the rounds converge in 0.1-0.3 s, and the method used to return there (small s4: 380.4 after
-#: 0.18 s of a 10 s limit, the optimum is 64.7).
+#: 0.18 s of a 10 s limit, the optimum is 65.4).
 RINS_FULL_MIN_S = 1.0
 #: Whole seconds CBC needs at least: with a MIP start and "-sec 1" its binary (PuLP's CBC 2.10)
 #: crashed (segmentation fault) on large s3, which PuLP reports as an error; once it claimed the

@@ -44,7 +44,7 @@ from formulations.structure import TIER_ANYWHERE, Structure
 from solver.compiled import weighted
 from solver.model import FractionalTask
 
-__all__ = ["Variables", "make_variables"]
+__all__ = ["Variables", "counted_types", "make_variables"]
 
 
 @dataclass
@@ -73,6 +73,12 @@ class Variables:
             for (jj, ii, t), x in self.z.items():
                 self._tiers.setdefault((jj, ii), []).append((t, x))
         return self._tiers.get((j, i), [])
+
+
+def counted_types(var: Variables, st: Structure) -> list[int]:
+    """GPU types whose pooled single GPUs or newly shared GPUs are counted per type (and whose
+    slots get a ``free`` variable)."""
+    return sorted(set(var.singles) | set(st.patterns))
 
 
 def make_variables(lm: LinearModel, st: Structure) -> Variables:
@@ -161,7 +167,7 @@ def make_variables(lm: LinearModel, st: Structure) -> Variables:
             var.pattern[k, p] = lm.var(f"pattern[{k},{p}]", type_gpus[k])
     for h in range(len(st.home_gpus)):
         var.home_used[h] = lm.var(f"home_used[{h}]", 1)
-    counted = {k for k, _ in var.singles.items()} | set(st.patterns)
+    counted = set(counted_types(var, st))
     for s in st.slots:
         if s.type_index in counted:
             var.free[s.index] = lm.var(f"free[{s.index}]", s.capacity)
